@@ -1,0 +1,40 @@
+"""Sans-I/O private aggregation protocols for federated learning.
+
+>>> import numpy as np, protocols
+>>> proto = protocols.SecAggPlus(threshold=0.5, bits=32, clip=1.0)
+>>> agg = protocols.simulate(proto, {c: np.ones(4) * 0.1 for c in range(5)}, seed=0)
+>>> np.round(agg.total, 6).tolist(), agg.survivors
+([0.5, 0.5, 0.5, 0.5], [0, 1, 2, 3, 4])
+"""
+
+from .base import AggregationProtocol, ClientSession, ServerResult, ServerSession
+from .errors import (
+    LocalProtocolError,
+    ProtocolAborted,
+    ProtocolError,
+    RemoteProtocolError,
+    WireFormatError,
+)
+from .messages import Message
+from .plaintext import Plaintext
+from .secagg.config import SecAgg, SecAggPlus
+from .simulate import SimulationResult, Stats, simulate
+
+__all__ = [
+    "AggregationProtocol",
+    "ClientSession",
+    "LocalProtocolError",
+    "Message",
+    "Plaintext",
+    "ProtocolAborted",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "SecAgg",
+    "SecAggPlus",
+    "ServerResult",
+    "ServerSession",
+    "SimulationResult",
+    "Stats",
+    "WireFormatError",
+    "simulate",
+]

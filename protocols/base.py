@@ -1,0 +1,323 @@
+"""What every protocol shares: the config interface, sessions and results.
+
+A protocol is a frozen config object (``protocols.SecAgg(...)``) that makes
+sessions: ``proto.server(client_ids, dim)`` and ``proto.client(client_id, dim)``.
+A session is a sans-I/O state machine in the style of h11: it never touches a
+socket, a clock or a thread. ``start()`` and ``receive(message)`` return the
+messages to send; the driver moves them, decides when a stage is over
+(``server.close_stage()``, e.g. when its own deadline passed), and reads
+``server.result`` at the end.
+
+Each session holds exactly one state object; the class of that object is the
+stage. Transitions are listed in one table per session class,
+``TRANSITIONS: {(state class, message class): handler name}``: a message with
+no entry for the current state is a :class:`RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from secagg.framing import length_prefixed
+
+from . import wire
+from .errors import LocalProtocolError, ProtocolAborted, RemoteProtocolError
+from .messages import Abort, Message
+
+__all__ = [
+    "Aborted",
+    "AggregationProtocol",
+    "ClientSession",
+    "Completed",
+    "ServerResult",
+    "ServerSession",
+    "Session",
+    "State",
+    "check_config_digest",
+    "check_dim",
+    "check_threshold",
+    "resolve_threshold",
+]
+
+
+class State:
+    """Base class of session states. The class name (snake_cased ``NAME``) is the stage."""
+
+    NAME: ClassVar[str] = "state"
+
+
+@dataclass
+class Completed(State):
+    NAME: ClassVar[str] = "completed"
+
+
+@dataclass
+class Aborted(State):
+    reason: str = ""
+    NAME: ClassVar[str] = "aborted"
+
+
+@dataclass(frozen=True)
+class ServerResult:
+    """What a server session produces.
+
+    Attributes:
+        total: float64 sum of the survivors' (clipped, quantized) inputs.
+        survivors: sorted ids of the clients whose inputs are in ``total``.
+        integer_total: the exact integer-domain sum (signed, int64 or object
+            ints) for integer protocols, ``None`` for CKKS and plaintext.
+        scale: integer units per real unit (``integer_total / scale == total``).
+        events: DP events caused by this round (empty without DP).
+    """
+
+    total: np.ndarray
+    survivors: tuple[int, ...]
+    integer_total: np.ndarray | None = None
+    scale: float | None = None
+    events: tuple = field(default_factory=tuple)
+
+
+class Session(ABC):
+    """Common machinery of client and server sessions."""
+
+    TRANSITIONS: ClassVar[dict[tuple[type[State], type[Message]], str]] = {}
+    ROLE: ClassVar[str] = "session"
+
+    def __init__(self, party_id: int, round: int) -> None:
+        self.party_id = party_id
+        self.round = round
+        self._state: State = self._initial_state()
+        self._started = False
+
+    @abstractmethod
+    def _initial_state(self) -> State: ...
+
+    # -- introspection -------------------------------------------------
+    @property
+    def stage(self) -> str:
+        """Name of the current state (e.g. ``"share_keys"``, ``"completed"``)."""
+        return self._state.NAME
+
+    @property
+    def finished(self) -> bool:
+        return isinstance(self._state, (Completed, Aborted))
+
+    @property
+    def aborted(self) -> bool:
+        return isinstance(self._state, Aborted)
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self._state.reason if isinstance(self._state, Aborted) else None
+
+    # -- driving ---------------------------------------------------------
+    def start(self) -> list[Message]:
+        if self._started:
+            raise LocalProtocolError(f"{self.ROLE} session already started")
+        self._started = True
+        return self._on_start()
+
+    def _on_start(self) -> list[Message]:
+        return []
+
+    def receive(self, message: Message | bytes | bytearray | memoryview) -> list[Message]:
+        """Process one message; return the messages to send in response.
+
+        Raises RemoteProtocolError (or its subclass WireFormatError) when the
+        message is invalid. What happens to the session then is role-specific:
+        see :meth:`_on_remote_error`.
+        """
+        if not self._started:
+            raise LocalProtocolError("call start() before receive()")
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            message = Message.from_bytes(message)
+        elif not isinstance(message, Message):
+            raise TypeError(f"receive() takes a Message or bytes, got {type(message).__name__}")
+        try:
+            self._check_header(message)
+            if isinstance(self._state, (Completed, Aborted)):
+                raise RemoteProtocolError(
+                    f"{type(message).__name__} received after the session {self.stage}"
+                )
+            handler = self.TRANSITIONS.get((type(self._state), type(message)))
+            if handler is None:
+                return self._unexpected(message)
+            return getattr(self, handler)(message)
+        except RemoteProtocolError as exc:
+            self._on_remote_error(message, exc)
+            raise
+
+    def _check_header(self, message: Message) -> None:
+        if message.recipient != self.party_id:
+            raise RemoteProtocolError(
+                f"message for {message.recipient} delivered to {self.party_id}"
+            )
+        if message.round != self.round:
+            raise RemoteProtocolError(f"message from round {message.round}, this is {self.round}")
+
+    def _unexpected(self, message: Message) -> list[Message]:
+        raise RemoteProtocolError(f"{type(message).__name__} not expected in stage {self.stage!r}")
+
+    def _on_remote_error(self, message: Message, exc: RemoteProtocolError) -> None:
+        """Hook: what a remote error does to the session (nothing by default)."""
+
+    def _abort(self, reason: str) -> None:
+        self._state = Aborted(reason)
+
+
+class ClientSession(Session):
+    """A client: talks only to the server. Fails closed: any remote error aborts it."""
+
+    ROLE: ClassVar[str] = "client"
+
+    def _check_header(self, message: Message) -> None:
+        super()._check_header(message)
+        if message.sender != wire.SERVER:
+            raise RemoteProtocolError(f"client received a message from {message.sender}")
+
+    def _unexpected(self, message: Message) -> list[Message]:
+        if isinstance(message, Abort):
+            self._abort(f"server aborted: {message.reason}")
+            return []
+        return super()._unexpected(message)
+
+    def _on_remote_error(self, message: Message, exc: RemoteProtocolError) -> None:
+        # A client never continues after the server misbehaved: continuing could
+        # reveal shares under conditions the protocol did not intend.
+        if not self.finished:
+            self._abort(f"remote protocol error: {exc}")
+
+    def provide_input(self, x: np.ndarray) -> list[Message]:
+        """Give the client its vector; returns messages to send if it was waiting for it."""
+        raise NotImplementedError
+
+
+class ServerSession(Session):
+    """A server: validates each message before changing any state, so a rejected
+    message leaves the session exactly as it was (still usable)."""
+
+    ROLE: ClassVar[str] = "server"
+
+    def __init__(self, client_ids: Iterable[int], dim: int, round: int) -> None:
+        self.client_ids = wire.check_ids(list(client_ids))
+        if len(self.client_ids) < 1:
+            raise ValueError("client_ids must name at least one client")
+        self.dim = check_dim(dim)
+        super().__init__(wire.SERVER, round)
+
+    def _check_header(self, message: Message) -> None:
+        super()._check_header(message)
+        if message.sender not in self._client_index:
+            raise RemoteProtocolError(f"message from unknown client {message.sender}")
+
+    @property
+    def _client_index(self) -> frozenset[int]:
+        return frozenset(self.client_ids)
+
+    @property
+    def result(self) -> ServerResult:
+        """The aggregate, once the session completed."""
+        if isinstance(self._state, Aborted):
+            raise ProtocolAborted(self._state.reason)
+        if not isinstance(self._state, Completed):
+            raise LocalProtocolError(f"no result yet: server is in stage {self.stage!r}")
+        return self._result
+
+    _result: ServerResult
+
+    @abstractmethod
+    def close_stage(self) -> list[Message]:
+        """End the current collection stage now (the driver's deadline passed).
+
+        Proceeds with the clients that answered if they are enough, aborts
+        otherwise. Returns the messages to send.
+        """
+
+    def _abort_round(self, reason: str, recipients: Iterable[int]) -> list[Message]:
+        self._abort(reason)
+        return [Abort(wire.SERVER, cid, self.round, reason) for cid in sorted(recipients)]
+
+
+class AggregationProtocol(ABC):
+    """A protocol configuration: frozen, comparable, and a factory of sessions."""
+
+    NAME: ClassVar[str] = "protocol"
+    DROPOUT_STAGES: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def server(
+        self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0
+    ) -> ServerSession: ...
+
+    @abstractmethod
+    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0) -> ClientSession: ...
+
+    @abstractmethod
+    def _digest_fields(self) -> tuple[bytes, ...]:
+        """Canonical bytes of every parameter both sides must agree on."""
+
+    def config_digest(self, dim: int) -> bytes:
+        """SHA-256 over the protocol name, its parameters and the dimension."""
+        return hashlib.sha256(
+            length_prefixed(
+                b"secagg-fl/config/v1",
+                self.NAME.encode(),
+                struct.pack(">Q", dim),
+                *self._digest_fields(),
+            )
+        ).digest()
+
+    def check_dropout_stage(self, stage: str) -> str:
+        if stage not in self.DROPOUT_STAGES:
+            raise ValueError(
+                f"{self.NAME} has no dropout stage {stage!r}; valid: {', '.join(self.DROPOUT_STAGES)}"
+            )
+        return stage
+
+
+def check_dim(dim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    return int(dim)
+
+
+def check_threshold(threshold: float | int) -> float | int:
+    """Validate a threshold: a fraction in (0, 1] (float) or an absolute count >= 1 (int)."""
+    if isinstance(threshold, bool):
+        raise ValueError("threshold must be a fraction in (0, 1] or an int >= 1, got a bool")
+    if isinstance(threshold, (int, np.integer)) and threshold >= 1:
+        return int(threshold)
+    if isinstance(threshold, float) and 0.0 < threshold <= 1.0:
+        return threshold
+    raise ValueError(f"threshold must be a fraction in (0, 1] or an int >= 1, got {threshold!r}")
+
+
+def resolve_threshold(threshold: float | int, group_size: int) -> int:
+    """Absolute threshold for a sharing group of ``group_size`` parties.
+
+    A fraction ``f`` gives ``max(1, ceil(f * group_size))``; an int is used as is
+    and must not exceed ``group_size``.
+    """
+    value = check_threshold(threshold)
+    if isinstance(value, int):
+        if value > group_size:
+            raise ValueError(f"threshold={value} exceeds the sharing group size {group_size}")
+        return value
+    # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3, not 4.
+    return max(1, math.ceil(round(value * group_size, 9)))
+
+
+def check_config_digest(expected: bytes, got: bytes) -> None:
+    if expected != got:
+        raise RemoteProtocolError(
+            "server runs a different protocol configuration (config digest mismatch)"
+        )
+

@@ -1,0 +1,329 @@
+"""The SecAgg / SecAgg+ client: one class per state, one transition table.
+
+States (the ``stage`` property names them)::
+
+    round_start -> advertise_keys -> share_keys -> masked_input -> unmasking -> completed
+                                                        (any) -> aborted
+
+The client keeps, for every peer whose shares it holds, a :class:`PeerShares`
+record with a single :class:`PeerStatus`. The unmasking reply is derived from
+those statuses: a peer marked SURVIVED yields its self-mask share, a peer
+marked DROPPED yields its mask-key share, and a status is set exactly once, so
+revealing both shares of one peer cannot happen (as in Google's FCP secagg).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from secagg import aead, keys, modular, shamir
+from secagg.encoding import FixedPointEncoder, check_finite
+from secagg.errors import DecryptionError
+from secagg.randomness import RandomSource, default_rng
+
+from .. import wire
+from ..base import ClientSession, Completed, State, check_config_digest, check_dim
+from ..errors import LocalProtocolError, RemoteProtocolError
+from ..messages import Message, RoundStart
+from . import derivation as d
+from .messages import (
+    AdvertiseKeys,
+    KeysAdvertised,
+    MaskedInput,
+    ShareKeys,
+    SharesDelivered,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+
+__all__ = ["PeerShares", "PeerStatus", "SecAggClient"]
+
+_ENVELOPE_HEADER = struct.Struct(">II")
+ENVELOPE_PLAINTEXT_BYTES = _ENVELOPE_HEADER.size + 2 * shamir.SHARE_BYTES
+
+
+class PeerStatus(enum.Enum):
+    """What the client believes about a peer whose shares it holds."""
+
+    HOLDING = "holding"  # shares received, fate not yet known
+    SURVIVED = "survived"  # the peer's masked input is in the sum: reveal its self-mask share
+    DROPPED = "dropped"  # the peer's input is not in the sum: reveal its mask-key share
+
+
+@dataclass
+class PeerShares:
+    """The two shares one peer gave this client, and that peer's status."""
+
+    self_mask_share: bytes
+    mask_key_share: bytes
+    status: PeerStatus = PeerStatus.HOLDING
+
+    def settle(self, status: PeerStatus) -> None:
+        """Set the peer's fate; it can be set once only."""
+        if self.status is not PeerStatus.HOLDING:
+            raise LocalProtocolError("a peer's status is already settled")
+        if status is PeerStatus.HOLDING:
+            raise ValueError("settle() needs SURVIVED or DROPPED")
+        self.status = status
+
+    def revealable(self) -> tuple[PeerStatus, bytes]:
+        """The one share this peer's status allows revealing."""
+        if self.status is PeerStatus.SURVIVED:
+            return self.status, self.self_mask_share
+        if self.status is PeerStatus.DROPPED:
+            return self.status, self.mask_key_share
+        raise LocalProtocolError("cannot reveal a share before the peer's status is settled")
+
+
+@dataclass
+class _RoundInfo:
+    """What the client learnt from RoundStart; fixed for the rest of the round."""
+
+    nonce: bytes
+    n_clients: int
+    neighbours: frozenset[int]
+    threshold: int
+    encoder: FixedPointEncoder
+
+
+@dataclass
+class AwaitingRoundStart(State):
+    NAME: ClassVar[str] = "round_start"
+
+
+@dataclass
+class AdvertisingKeys(State):
+    info: _RoundInfo
+    channel: keys.KeyPair
+    mask: keys.KeyPair
+    NAME: ClassVar[str] = "advertise_keys"
+
+
+@dataclass
+class SharingKeys(State):
+    info: _RoundInfo
+    channel: keys.KeyPair
+    mask: keys.KeyPair
+    session_id: bytes
+    peer_keys: dict[int, tuple[bytes, bytes]]
+    self_mask_seed: bytes
+    own: PeerShares
+    NAME: ClassVar[str] = "share_keys"
+
+
+@dataclass
+class CollectingInput(State):
+    """Shares are in; the masked input goes out as soon as the input is known."""
+
+    info: _RoundInfo
+    mask: keys.KeyPair
+    own_keys: tuple[bytes, bytes]
+    session_id: bytes
+    peer_keys: dict[int, tuple[bytes, bytes]]
+    self_mask_seed: bytes
+    held: dict[int, PeerShares]
+    NAME: ClassVar[str] = "masked_input"
+
+
+@dataclass
+class Unmasking(State):
+    info: _RoundInfo
+    held: dict[int, PeerShares] = field(default_factory=dict)
+    NAME: ClassVar[str] = "unmasking"
+
+
+class SecAggClient(ClientSession):
+    """A SecAgg or SecAgg+ client session (see module docstring)."""
+
+    TRANSITIONS: ClassVar = {
+        (AwaitingRoundStart, RoundStart): "_on_round_start",
+        (AdvertisingKeys, KeysAdvertised): "_on_keys_advertised",
+        (SharingKeys, SharesDelivered): "_on_shares_delivered",
+        (Unmasking, UnmaskRequest): "_on_unmask_request",
+    }
+
+    def __init__(self, proto, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0) -> None:
+        (self.client_id,) = wire.check_ids([client_id], "client_id")
+        self.proto = proto
+        self.dim = check_dim(dim)
+        self._rng = default_rng(rng)
+        self._input: np.ndarray | None = None
+        self._config_digest = proto.config_digest(self.dim)
+        super().__init__(self.client_id, round)
+
+    def _initial_state(self) -> State:
+        return AwaitingRoundStart()
+
+    # -- input -------------------------------------------------------------
+    def provide_input(self, x: np.ndarray) -> list[Message]:
+        """Set the vector to aggregate (float, length ``dim``).
+
+        May be called at any time before the masked-input stage ends; if the
+        client is already waiting for it, returns the masked input to send.
+        """
+        if self._input is not None:
+            raise LocalProtocolError("input already provided")
+        if self.finished:
+            raise LocalProtocolError(f"session is {self.stage}")
+        arr = check_finite(x, "input")
+        if arr.shape != (self.dim,):
+            raise ValueError(f"input must have dimension {self.dim}, got {arr.shape[0]}")
+        self._input = arr.copy()
+        if isinstance(self._state, CollectingInput):
+            return self._send_masked_input(self._state)
+        return []
+
+    # -- transitions -------------------------------------------------------
+    def _on_round_start(self, msg: RoundStart) -> list[Message]:
+        check_config_digest(self._config_digest, msg.config_digest)
+        if self.client_id not in msg.client_ids:
+            raise RemoteProtocolError("this client is not among the round's clients")
+        graph = self.proto.neighbours(msg.client_ids, msg.nonce)
+        neighbours = graph[self.client_id]
+        try:
+            encoder = self.proto.encoder(len(msg.client_ids))
+        except ValueError as exc:
+            raise RemoteProtocolError(f"round too large for this configuration: {exc}") from exc
+        info = _RoundInfo(
+            nonce=msg.nonce,
+            n_clients=len(msg.client_ids),
+            neighbours=neighbours,
+            threshold=self.proto.group_threshold(len(neighbours) + 1),
+            encoder=encoder,
+        )
+        channel = keys.KeyPair.generate(self._rng)
+        mask = keys.KeyPair.generate(self._rng)
+        self._state = AdvertisingKeys(info, channel, mask)
+        return [AdvertiseKeys(self.client_id, wire.SERVER, self.round, channel.public_bytes, mask.public_bytes)]
+
+    def _on_keys_advertised(self, msg: KeysAdvertised) -> list[Message]:
+        st = self._state
+        assert isinstance(st, AdvertisingKeys)
+        entries = {cid: (c_pk, s_pk) for cid, c_pk, s_pk in msg.keys}
+        if entries.get(self.client_id) != (st.channel.public_bytes, st.mask.public_bytes):
+            raise RemoteProtocolError("the key list does not carry this client's own keys")
+        strangers = set(entries) - st.info.neighbours - {self.client_id}
+        if strangers:
+            raise RemoteProtocolError(f"the key list names non-neighbours {sorted(strangers)}")
+        if len(entries) < st.info.threshold:
+            raise RemoteProtocolError(
+                f"only {len(entries)} clients advertised keys in this client's group; threshold is {st.info.threshold}"
+            )
+        all_keys = [k for pair in entries.values() for k in pair]
+        if len(set(all_keys)) != len(all_keys):
+            raise RemoteProtocolError("the key list repeats a public key")
+        if len(st.info.neighbours) + 1 == st.info.n_clients:
+            # Complete graph: the client sees every advertised key and can check the session id.
+            expected = d.session_id(self._config_digest, st.info.nonce, msg.keys)
+            if expected != msg.session_id:
+                raise RemoteProtocolError("session id does not match the advertised keys")
+        sid = msg.session_id
+        peer_keys = {cid: ks for cid, ks in entries.items() if cid != self.client_id}
+        self_mask_seed = self._rng.bytes(32)
+        holders = sorted(entries)
+        shares = shamir.split_many(
+            [self_mask_seed, st.mask.private_bytes()],
+            st.info.threshold,
+            [cid + 1 for cid in holders],
+            rng=self._rng,
+        )
+        own_keys = (st.channel.public_bytes, st.mask.public_bytes)
+        envelopes = []
+        for peer in holders:
+            if peer == self.client_id:
+                continue
+            b_share, sk_share = shares[peer + 1]
+            context = d.pair_context(sid, self.client_id, own_keys, peer, peer_keys[peer])
+            key = d.channel_key(st.channel, peer_keys[peer][0], context)
+            plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b_share + sk_share
+            envelopes.append(
+                (peer, aead.encrypt(key, plaintext, associated_data=d.envelope_ad(self.client_id, peer, self.round, sid), rng=self._rng))
+            )
+        own_b, own_sk = shares[self.client_id + 1]
+        self._state = SharingKeys(
+            st.info, st.channel, st.mask, sid, peer_keys, self_mask_seed, PeerShares(own_b, own_sk)
+        )
+        return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes))]
+
+    def _on_shares_delivered(self, msg: SharesDelivered) -> list[Message]:
+        st = self._state
+        assert isinstance(st, SharingKeys)
+        held = {self.client_id: st.own}
+        own_keys = (st.channel.public_bytes, st.mask.public_bytes)
+        for sender, blob in msg.envelopes:
+            if sender not in st.peer_keys:
+                raise RemoteProtocolError(f"shares from {sender}, who advertised no keys to this client")
+            context = d.pair_context(st.session_id, self.client_id, own_keys, sender, st.peer_keys[sender])
+            key = d.channel_key(st.channel, st.peer_keys[sender][0], context)
+            try:
+                plaintext = aead.decrypt(
+                    key, blob, associated_data=d.envelope_ad(sender, self.client_id, self.round, st.session_id)
+                )
+            except DecryptionError as exc:
+                raise RemoteProtocolError(f"share envelope from {sender} does not authenticate") from exc
+            if len(plaintext) != ENVELOPE_PLAINTEXT_BYTES or _ENVELOPE_HEADER.unpack_from(plaintext) != (sender, self.client_id):
+                raise RemoteProtocolError(f"share envelope from {sender} is malformed")
+            body = plaintext[_ENVELOPE_HEADER.size :]
+            held[sender] = PeerShares(body[: shamir.SHARE_BYTES], body[shamir.SHARE_BYTES :])
+        if len(held) < st.info.threshold:
+            raise RemoteProtocolError(
+                f"only {len(held)} share holders in this client's group; threshold is {st.info.threshold}"
+            )
+        self._state = CollectingInput(
+            st.info, st.mask, own_keys, st.session_id, st.peer_keys, st.self_mask_seed, held
+        )
+        if self._input is None:
+            return []
+        return self._send_masked_input(self._state)
+
+    def _send_masked_input(self, st: CollectingInput) -> list[Message]:
+        bits = st.info.encoder.bits
+        assert self._input is not None
+        masked = st.info.encoder.encode(self._input, self._rng)
+        masked = modular.add(masked, d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits), bits)
+        for peer in st.held:
+            if peer == self.client_id:
+                continue
+            context = d.pair_context(st.session_id, self.client_id, st.own_keys, peer, st.peer_keys[peer])
+            secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
+            mask = d.pairwise_mask(secret, context, self.dim, bits)
+            if d.signed_pairwise_mask(self.client_id, peer) > 0:
+                masked = modular.add(masked, mask, bits)
+            else:
+                masked = modular.sub(masked, mask, bits)
+        self._state = Unmasking(st.info, st.held)
+        return [MaskedInput(self.client_id, wire.SERVER, self.round, wire.RingVector(bits, masked))]
+
+    def _on_unmask_request(self, msg: UnmaskRequest) -> list[Message]:
+        st = self._state
+        assert isinstance(st, Unmasking)
+        survivors, dropped = set(msg.survivors), set(msg.dropped)
+        if survivors & dropped:
+            raise RemoteProtocolError(f"clients {sorted(survivors & dropped)} listed as both survived and dropped")
+        named = survivors | dropped
+        if named != set(st.held):
+            raise RemoteProtocolError(
+                "the unmasking request must settle exactly the peers whose shares this client holds"
+            )
+        if len(survivors) < st.info.threshold:
+            raise RemoteProtocolError(
+                f"only {len(survivors)} survivors in this client's group; threshold is {st.info.threshold}"
+            )
+        for peer, record in st.held.items():
+            record.settle(PeerStatus.SURVIVED if peer in survivors else PeerStatus.DROPPED)
+        self_mask_shares, mask_key_shares = [], []
+        for peer in sorted(st.held):
+            status, share = st.held[peer].revealable()
+            (self_mask_shares if status is PeerStatus.SURVIVED else mask_key_shares).append((peer, share))
+        self._state = Completed()
+        return [
+            UnmaskResponse(
+                self.client_id, wire.SERVER, self.round, tuple(self_mask_shares), tuple(mask_key_shares)
+            )
+        ]
+

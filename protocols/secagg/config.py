@@ -1,0 +1,149 @@
+"""Configuration objects of SecAgg and SecAgg+ (the public entry points)."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from secagg.encoding import FixedPointEncoder
+
+from ..base import AggregationProtocol, check_threshold, resolve_threshold
+from .graph import choose_degree, complete_graph, harary_graph
+
+__all__ = ["SecAgg", "SecAggPlus"]
+
+
+@dataclass(frozen=True)
+class SecAgg(AggregationProtocol):
+    """Secure aggregation on the complete graph (Bonawitz et al., CCS 2017).
+
+    The server learns the sum of the surviving clients' clipped, quantized
+    inputs and nothing else, against an honest-but-curious server colluding
+    with fewer than ``threshold`` clients (see the README's threat model).
+
+    Args:
+        threshold: Shamir threshold, as a fraction of a client's sharing group
+            (itself and its neighbours) in (0, 1], or an absolute count >= 1.
+        bits: inputs are summed in Z_{2^bits}; 2 <= bits <= 64. The encoding
+            leaves headroom for every invited client, so the sum cannot wrap.
+        clip: every coordinate is clipped to [-clip, clip] before encoding.
+    """
+
+    threshold: float | int = 0.5
+    bits: int = 32
+    clip: float = 1.0
+
+    NAME: ClassVar[str] = "secagg"
+    DROPOUT_STAGES: ClassVar[tuple[str, ...]] = (
+        "advertise_keys",
+        "share_keys",
+        "masked_input",
+        "unmasking",
+    )
+
+    def __post_init__(self) -> None:
+        check_threshold(self.threshold)
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 2 <= self.bits <= 64:
+            raise ValueError(f"bits must be an int in [2, 64], got {self.bits!r}")
+        if isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not (
+            math.isfinite(self.clip) and self.clip > 0
+        ):
+            raise ValueError(f"clip must be a positive finite number, got {self.clip!r}")
+
+    # -- graph and thresholds (public so drivers and tests can inspect them) --
+    def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
+        """Each client's neighbours for a round (the complete graph here)."""
+        return complete_graph(client_ids)
+
+    def group_threshold(self, group_size: int) -> int:
+        """The Shamir threshold for a sharing group of ``group_size`` (client + neighbours)."""
+        return resolve_threshold(self.threshold, group_size)
+
+    def encoder(self, n_clients: int) -> FixedPointEncoder:
+        """The fixed-point encoder for a round with ``n_clients`` invited clients."""
+        return FixedPointEncoder(clip=float(self.clip), bits=self.bits, max_summands=n_clients)
+
+    def _digest_fields(self) -> tuple[bytes, ...]:
+        return (
+            struct.pack(">d", float(self.threshold)),
+            struct.pack(">B", self.bits),
+            struct.pack(">d", float(self.clip)),
+        )
+
+    # -- sessions --------------------------------------------------------
+    def server(self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0):
+        from .server import SecAggServer
+
+        return SecAggServer(self, client_ids, dim, rng=rng, round=round)
+
+    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0):
+        from .client import SecAggClient
+
+        return SecAggClient(self, client_id, dim, rng=rng, round=round)
+
+
+@dataclass(frozen=True)
+class SecAggPlus(SecAgg):
+    """SecAgg+ (Bell et al., CCS 2020): masks and shares only along a random k-regular graph.
+
+    Each client talks to k = O(log n) neighbours, so its cost grows with
+    log n rather than n. ``k`` is chosen by :func:`~protocols.secagg.graph.choose_degree`
+    from the security/correctness targets below unless given explicitly
+    (even; ``k >= n - 1`` means the complete graph).
+
+    Args:
+        k: the graph degree, or None to derive it from the targets.
+        corrupt_fraction: assumed fraction of clients colluding with the server.
+        dropout_rate: assumed fraction of clients that drop out.
+        security_bits: a client's mask key is exposed with probability <= 2^-security_bits.
+        correctness_bits: a round fails for lack of shares with probability <= 2^-correctness_bits.
+    """
+
+    k: int | None = None
+    corrupt_fraction: float = 0.05
+    dropout_rate: float = 0.05
+    security_bits: int = 40
+    correctness_bits: int = 20
+
+    NAME: ClassVar[str] = "secagg+"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k is not None and (
+            isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2 or self.k % 2
+        ):
+            raise ValueError(f"k must be an even int >= 2 or None, got {self.k!r}")
+        for name in ("corrupt_fraction", "dropout_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        for name in ("security_bits", "correctness_bits"):
+            if not 1 <= getattr(self, name) <= 128:
+                raise ValueError(f"{name} must be in [1, 128], got {getattr(self, name)!r}")
+
+    def degree(self, n_clients: int) -> int:
+        """The graph degree for a round of ``n_clients`` clients."""
+        if self.k is not None:
+            return min(self.k, n_clients - 1)
+        return choose_degree(
+            n_clients,
+            self.threshold,
+            corrupt_fraction=self.corrupt_fraction,
+            dropout_rate=self.dropout_rate,
+            security_bits=self.security_bits,
+            correctness_bits=self.correctness_bits,
+        )
+
+    def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
+        return harary_graph(client_ids, self.degree(len(client_ids)), nonce)
+
+    def _digest_fields(self) -> tuple[bytes, ...]:
+        return (
+            *super()._digest_fields(),
+            struct.pack(">q", -1 if self.k is None else self.k),
+            struct.pack(">dd", self.corrupt_fraction, self.dropout_rate),
+            struct.pack(">II", self.security_bits, self.correctness_bits),
+        )

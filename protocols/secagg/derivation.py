@@ -1,0 +1,85 @@
+"""Every key, label and mask that a client and the server must derive identically.
+
+Kept in one place so the client (which masks) and the server (which unmasks)
+cannot drift apart. Binding (DESIGN.md, "Session id"):
+
+- ``session_id`` = SHA-256 over the config digest, the round nonce and every
+  advertised ``(id, channel key, mask key)`` triple, length-prefixed.
+- Pairwise derivations additionally bind both parties' ids and public keys
+  (:func:`pair_context`): in SecAgg+ a client sees only its neighbours' keys
+  and cannot recompute ``session_id`` itself, so this keeps a pairwise secret
+  tied to the exact keys it was agreed from.
+- AEAD associated data binds sender, receiver, round and session id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+
+from secagg import aead, keys, prg
+from secagg.framing import length_prefixed
+
+__all__ = [
+    "channel_key",
+    "envelope_ad",
+    "pair_context",
+    "pairwise_mask",
+    "pairwise_secret",
+    "self_mask",
+    "session_id",
+    "signed_pairwise_mask",
+]
+
+_ID = struct.Struct(">I")
+
+
+def session_id(config_digest: bytes, nonce: bytes, triples) -> bytes:
+    """The round's session id over the config, nonce and all advertised keys."""
+    parts = [length_prefixed(_ID.pack(cid), c_pk, s_pk) for cid, c_pk, s_pk in triples]
+    return keys.session_id(config_digest, nonce, *parts)
+
+
+def pair_context(sid: bytes, u: int, u_keys: tuple[bytes, bytes], v: int, v_keys: tuple[bytes, bytes]) -> bytes:
+    """A symmetric per-pair context: the same for (u, v) and (v, u)."""
+    (a, a_keys), (b, b_keys) = sorted(((u, u_keys), (v, v_keys)))
+    return hashlib.sha256(
+        length_prefixed(b"secagg-fl/pair", sid, _ID.pack(a), *a_keys, _ID.pack(b), *b_keys)
+    ).digest()
+
+
+def channel_key(own: keys.KeyPair, peer_public: bytes, context: bytes) -> bytes:
+    """The AES-GCM key for share envelopes between two clients."""
+    return keys.agree(own, peer_public, label=b"channel", session_id=context)
+
+
+def pairwise_secret(own: keys.KeyPair, peer_public: bytes, context: bytes) -> bytes:
+    """s_uv: the PRG seed of the pairwise mask between two clients."""
+    return keys.agree(own, peer_public, label=b"pairwise-mask", session_id=context)
+
+
+def envelope_ad(sender: int, receiver: int, round: int, sid: bytes) -> bytes:
+    return aead.associated_data(sender=sender, receiver=receiver, round=round, session_id=sid)
+
+
+def self_mask(seed: bytes, sid: bytes, owner: int, dim: int, bits: int) -> np.ndarray:
+    """PRG(b_u): the self mask of client ``owner``."""
+    return prg.expand(seed, length_prefixed(b"self-mask", sid, _ID.pack(owner)), dim, bits)
+
+
+def pairwise_mask(secret: bytes, context: bytes, dim: int, bits: int) -> np.ndarray:
+    """PRG(s_uv), unsigned."""
+    return prg.expand(secret, length_prefixed(b"pairwise-mask", context), dim, bits)
+
+
+def signed_pairwise_mask(owner: int, peer: int) -> int:
+    """+1 if ``owner`` adds PRG(s_uv) to its input, -1 if it subtracts it.
+
+    The lower id adds and the higher id subtracts, so the masks of two
+    survivors cancel in the sum.
+    """
+    if owner == peer:
+        raise ValueError("no pairwise mask with oneself")
+    return 1 if owner < peer else -1

@@ -1,0 +1,85 @@
+"""Communication graphs: complete (SecAgg) and random Harary (SecAgg+).
+
+SecAgg+ (Bell, Bonawitz, Gascón, Lepoint, Raykova, CCS 2020) replaces the
+complete graph by a random k-regular graph, so each client exchanges keys and
+shares with k = O(log n) neighbours. We use the Harary graph H(n, k) with its
+vertices relabelled by a public random permutation derived from the round
+nonce: every party computes the same graph from the ``RoundStart`` message.
+
+:func:`choose_degree` picks k from n and a stated target, by a union bound over
+clients of two binomial tails (a heuristic reading of Bell et al.'s analysis,
+which treats a neighbourhood as a random sample):
+
+- security: a client's mask key is exposed only if at least t of its k
+  neighbours are corrupt: ``n * P[Bin(k, corrupt_fraction) >= t] <= 2^-security_bits``;
+- correctness: a survivor's self mask is recoverable unless fewer than t of its
+  k + 1 share holders respond: ``n * P[Bin(k+1, 1-dropout_rate) < t] <= 2^-correctness_bits``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from scipy.stats import binom
+
+from ..base import resolve_threshold
+
+__all__ = ["choose_degree", "complete_graph", "harary_graph"]
+
+
+def complete_graph(client_ids: Sequence[int]) -> dict[int, frozenset[int]]:
+    """Every client is every other client's neighbour."""
+    everyone = frozenset(client_ids)
+    return {cid: everyone - {cid} for cid in client_ids}
+
+
+def _public_permutation(client_ids: Sequence[int], nonce: bytes) -> list[int]:
+    # Sorting by a hash keyed with the round nonce is a uniform permutation up to
+    # SHA-256 collisions; it is public randomness, so no secret key is needed.
+    return sorted(
+        client_ids,
+        key=lambda c: hashlib.sha256(b"secagg-fl/harary\x00" + nonce + c.to_bytes(4, "big")).digest(),
+    )
+
+
+def harary_graph(client_ids: Sequence[int], k: int, nonce: bytes) -> dict[int, frozenset[int]]:
+    """The k-regular Harary graph H(n, k) on a nonce-seeded random ordering.
+
+    Position i is joined to positions i ± 1, ..., i ± k/2 (mod n). ``k`` must be
+    even; ``k >= n - 1`` gives the complete graph.
+    """
+    n = len(client_ids)
+    if k >= n - 1:
+        return complete_graph(client_ids)
+    if k < 2 or k % 2:
+        raise ValueError(f"k must be an even number >= 2, got {k}")
+    order = _public_permutation(client_ids, nonce)
+    half = k // 2
+    return {
+        order[i]: frozenset(order[(i + j) % n] for j in range(-half, half + 1) if j != 0)
+        for i in range(n)
+    }
+
+
+def choose_degree(
+    n: int,
+    threshold: float | int,
+    *,
+    corrupt_fraction: float,
+    dropout_rate: float,
+    security_bits: int,
+    correctness_bits: int,
+) -> int:
+    """The smallest even degree k meeting the security and correctness targets (see module doc).
+
+    Returns ``n - 1`` (the complete graph) when no smaller k does.
+    """
+    for k in range(2, n - 1, 2):
+        t = resolve_threshold(threshold, k + 1)
+        exposed = n * binom.sf(t - 1, k, corrupt_fraction)
+        stuck = n * binom.cdf(t - 1, k + 1, 1.0 - dropout_rate)
+        if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:
+            return k
+    return max(n - 1, 0)
+

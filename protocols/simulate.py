@@ -1,0 +1,370 @@
+"""An in-process simulator that drives real sessions through serialized bytes.
+
+Every message crosses as ``to_bytes()`` / ``from_bytes()``, exactly as it would
+over a network, so the byte counts are the real wire cost. Dropouts follow the
+DESIGN's rule: a client named for a stage sends nothing from that stage on,
+and the simulator (playing the driver) closes a stage once no more messages
+are in flight. CPU seconds are measured per role and per stage with
+``time.process_time`` (in the worker processes when ``workers > 1``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import struct
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from secagg.randomness import DeterministicRandom, RandomSource, SystemRandom
+
+from .base import AggregationProtocol, ServerResult
+from .errors import LocalProtocolError, ProtocolAborted
+from .messages import Message
+
+__all__ = ["SimulationResult", "Stats", "simulate"]
+
+
+@dataclass
+class Stats:
+    """Cost of one simulated round.
+
+    ``bytes_sent``/``bytes_received`` and ``seconds`` are keyed by role
+    (``"client"``, ``"server"``); client figures are totals over all clients.
+    ``seconds_by_stage[role][stage]`` splits the CPU time by the stage the
+    session was in when it did the work.
+    """
+
+    clients: int = 0
+    bytes_sent: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    bytes_received: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"client": 0.0, "server": 0.0})
+    seconds_by_stage: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {"client": defaultdict(float), "server": defaultdict(float)}
+    )
+    messages: int = 0
+    wall_seconds: float = 0.0
+
+    @property
+    def bytes_up(self) -> int:
+        """Bytes sent by all clients to the server."""
+        return self.bytes_sent["client"]
+
+    @property
+    def bytes_down(self) -> int:
+        """Bytes sent by the server to all clients."""
+        return self.bytes_sent["server"]
+
+    @property
+    def client_seconds(self) -> float:
+        return self.seconds["client"]
+
+    @property
+    def server_seconds(self) -> float:
+        return self.seconds["server"]
+
+    def _add(self, role: str, stage: str, seconds: float) -> None:
+        self.seconds[role] += seconds
+        self.seconds_by_stage[role][stage] += seconds
+
+    def as_dict(self) -> dict:
+        return {
+            "clients": self.clients,
+            "bytes_sent": dict(self.bytes_sent),
+            "bytes_received": dict(self.bytes_received),
+            "seconds": dict(self.seconds),
+            "seconds_by_stage": {r: dict(s) for r, s in self.seconds_by_stage.items()},
+            "messages": self.messages,
+            "wall_seconds": self.wall_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """``total``: sum of the survivors' inputs (float64); ``survivors``: sorted ids;
+    ``stats``: :class:`Stats`; ``result``: the server's full :class:`ServerResult`."""
+
+    total: np.ndarray
+    survivors: list[int]
+    stats: Stats
+    result: ServerResult
+
+    @property
+    def events(self) -> tuple:
+        """DP events caused by the round (empty without DP)."""
+        return self.result.events
+
+
+def _rng(seed: int | None, *path: object) -> RandomSource:
+    if seed is None:
+        return SystemRandom()
+    return DeterministicRandom("simulate/" + "/".join(str(p) for p in (seed, *path)))
+
+
+# -- client hosts: where client sessions live ------------------------------------
+
+_ITEM = struct.Struct(">II")  # client id, payload length
+_TIMING = struct.Struct(">Id")  # stage-name length, seconds
+
+
+def _encode_batch(items: Iterable[tuple[int, bytes]]) -> bytes:
+    out = bytearray()
+    for cid, payload in items:
+        out += _ITEM.pack(cid, len(payload))
+        out += payload
+    return bytes(out)
+
+
+def _decode_batch(data: bytes) -> list[tuple[int, bytes]]:
+    items, pos = [], 0
+    while pos < len(data):
+        cid, n = _ITEM.unpack_from(data, pos)
+        pos += _ITEM.size
+        items.append((cid, data[pos : pos + n]))
+        pos += n
+    return items
+
+
+class _ClientHost:
+    """Runs a set of client sessions; returns outgoing bytes and CPU time per stage."""
+
+    def __init__(self, proto, dim, inputs, seed, round) -> None:
+        self.sessions = {}
+        self.outbox: list[tuple[int, bytes]] = []
+        self.timing: dict[str, float] = defaultdict(float)
+        for cid, x in inputs.items():
+            t0 = time.process_time()
+            session = proto.client(cid, dim, rng=_rng(seed, "client", cid), round=round)
+            self.sessions[cid] = session
+            self._collect(cid, session.start())
+            self._collect(cid, session.provide_input(x))
+            self.timing["setup"] += time.process_time() - t0
+
+    def _collect(self, cid: int, messages: list[Message]) -> None:
+        for m in messages:
+            self.outbox.append((cid, m.to_bytes()))
+
+    def deliver(self, batch: list[tuple[int, bytes]]) -> None:
+        for cid, payload in batch:
+            session = self.sessions[cid]
+            stage = session.stage
+            t0 = time.process_time()
+            out = session.receive(payload)
+            self._collect(cid, out)
+            self.timing[stage] += time.process_time() - t0
+
+    def drain(self) -> tuple[list[tuple[int, bytes]], dict[str, float]]:
+        out, timing = self.outbox, dict(self.timing)
+        self.outbox, self.timing = [], defaultdict(float)
+        return out, timing
+
+
+def _encode_timing(timing: Mapping[str, float]) -> bytes:
+    out = bytearray(struct.pack(">I", len(timing)))
+    for stage, seconds in timing.items():
+        name = stage.encode()
+        out += _TIMING.pack(len(name), seconds) + name
+    return bytes(out)
+
+
+def _decode_timing(data: bytes) -> tuple[dict[str, float], int]:
+    (n,) = struct.unpack_from(">I", data)
+    pos, timing = 4, {}
+    for _ in range(n):
+        length, seconds = _TIMING.unpack_from(data, pos)
+        pos += _TIMING.size
+        timing[data[pos : pos + length].decode()] = seconds
+        pos += length
+    return timing, pos
+
+
+def _worker(conn, proto, dim, inputs, seed, round) -> None:
+    # Runs in a forked process: sessions are built here and never leave it;
+    # only wire bytes cross the pipe.
+    try:
+        host = _ClientHost(proto, dim, inputs, seed, round)
+        while True:
+            request = conn.recv_bytes()
+            if request == b"stop":
+                return
+            host.deliver(_decode_batch(request))
+            out, timing = host.drain()
+            conn.send_bytes(b"ok" + _encode_timing(timing) + _encode_batch(out))
+    except Exception as exc:  # report, don't hang the parent
+        conn.send_bytes(b"er" + f"{type(exc).__name__}: {exc}".encode())
+
+
+class _ProcessHosts:
+    """Client sessions spread over worker processes (fork), one pipe each."""
+
+    def __init__(self, proto, dim, inputs, seed, round, workers: int) -> None:
+        ctx = multiprocessing.get_context("fork")
+        ids = sorted(inputs)
+        self.owner: dict[int, int] = {}
+        self.conns, self.procs = [], []
+        for w in range(workers):
+            mine = {cid: inputs[cid] for cid in ids[w::workers]}
+            self.owner.update({cid: w for cid in mine})
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, proto, dim, mine, seed, round), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self._pending: list[tuple[int, bytes]] = []
+        self._timing: dict[str, float] = defaultdict(float)
+        self.deliver([])  # collect what start() produced
+
+    def deliver(self, batch: list[tuple[int, bytes]]) -> None:
+        per_worker: dict[int, list] = defaultdict(list)
+        for cid, payload in batch:
+            per_worker[self.owner[cid]].append((cid, payload))
+        for w, conn in enumerate(self.conns):
+            conn.send_bytes(_encode_batch(per_worker.get(w, [])))
+        for conn in self.conns:
+            reply = conn.recv_bytes()
+            if reply[:2] != b"ok":
+                raise RuntimeError(f"client worker failed: {reply[2:].decode(errors='replace')}")
+            timing, pos = _decode_timing(reply[2:])
+            for stage, seconds in timing.items():
+                self._timing[stage] += seconds
+            self._pending += _decode_batch(reply[2 + pos :])
+
+    def drain(self):
+        out, timing = self._pending, dict(self._timing)
+        self._pending, self._timing = [], defaultdict(float)
+        return out, timing
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs):
+            try:
+                conn.send_bytes(b"stop")
+            except OSError:
+                pass
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+
+
+class _InlineHosts(_ClientHost):
+    def close(self) -> None:
+        pass
+
+
+def simulate(
+    proto: AggregationProtocol,
+    inputs: Mapping[int, np.ndarray],
+    dropout: Mapping[int, str] | None = None,
+    seed: int | None = None,
+    *,
+    round: int = 0,
+    workers: int = 1,
+) -> SimulationResult:
+    """Run one aggregation round in-process through serialized messages.
+
+    Args:
+        proto: any protocol config (``protocols.SecAggPlus(...)``, ...).
+        inputs: client id -> 1-D float vector; all of the same length.
+        dropout: client id -> stage name; that client sends nothing from that
+            stage on. Stage names are the protocol's ``DROPOUT_STAGES``.
+        seed: makes the round reproducible (keys, masks, rounding) — FOR TESTS
+            AND SIMULATIONS ONLY: with a seed every secret is predictable.
+            ``None`` uses the OS CSPRNG.
+        round: the round number carried in every message.
+        workers: client sessions run in this many forked worker processes
+            (``1`` runs everything in this process).
+
+    Returns:
+        A :class:`SimulationResult`. Raises :class:`ProtocolAborted` (with the
+        server's reason) if the round aborts, e.g. too few clients survive.
+    """
+    if not inputs:
+        raise ValueError("inputs must name at least one client")
+    vectors = {int(cid): np.asarray(x, dtype=np.float64) for cid, x in inputs.items()}
+    dims = {v.shape for v in vectors.values()}
+    if len(dims) != 1 or len(next(iter(dims))) != 1:
+        raise ValueError(f"inputs must be 1-D vectors of one length, got shapes {sorted(dims)}")
+    dim = next(iter(dims))[0]
+    order = proto.DROPOUT_STAGES
+    drop_at = {int(c): order.index(proto.check_dropout_stage(s)) for c, s in (dropout or {}).items()}
+    unknown = set(drop_at) - set(vectors)
+    if unknown:
+        raise ValueError(f"dropout names clients without inputs: {sorted(unknown)}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+
+    stats = Stats(clients=len(vectors))
+    wall0 = time.perf_counter()
+    t0 = time.process_time()
+    server = proto.server(sorted(vectors), dim, rng=_rng(seed, "server"), round=round)
+    stats._add("server", "setup", time.process_time() - t0)
+    hosts = (
+        _ProcessHosts(proto, dim, vectors, seed, round, workers)
+        if workers > 1
+        else _InlineHosts(proto, dim, vectors, seed, round)
+    )
+    silenced: set[int] = set()
+
+    def from_clients() -> list[bytes]:
+        out, timing = hosts.drain()
+        for stage, seconds in timing.items():
+            stats._add("client", stage, seconds)
+        kept = []
+        for cid, payload in out:
+            stage = Message.from_bytes(payload).STAGE
+            if cid in silenced or (cid in drop_at and order.index(stage) >= drop_at[cid]):
+                silenced.add(cid)  # the client is gone from here on
+                continue
+            stats.bytes_sent["client"] += len(payload)
+            stats.messages += 1
+            kept.append(payload)
+        return kept
+
+    def server_call(fn, *args) -> list[tuple[int, bytes]]:
+        stage = server.stage
+        t0 = time.process_time()
+        out = [(m.recipient, m.to_bytes()) for m in fn(*args)]
+        stats._add("server", stage, time.process_time() - t0)
+        for _, payload in out:
+            stats.bytes_sent["server"] += len(payload)
+            stats.messages += 1
+        return out
+
+    try:
+        to_clients = deque(server_call(server.start))
+        to_server: deque[bytes] = deque(from_clients())
+        while not server.finished:
+            if not to_clients and not to_server:
+                to_clients.extend(server_call(server.close_stage))
+            while to_server:
+                payload = to_server.popleft()
+                stats.bytes_received["server"] += len(payload)
+                to_clients.extend(server_call(server.receive, payload))
+            batch = []
+            while to_clients:
+                cid, payload = to_clients.popleft()
+                if cid in silenced:
+                    continue
+                stats.bytes_received["client"] += len(payload)
+                batch.append((cid, payload))
+            if batch:
+                hosts.deliver(batch)
+            to_server.extend(from_clients())
+            if server.finished:
+                break
+    finally:
+        hosts.close()
+    stats.wall_seconds = time.perf_counter() - wall0
+    if server.aborted:
+        raise ProtocolAborted(server.abort_reason or "aborted")
+    result = server.result
+    if not isinstance(result, ServerResult):  # pragma: no cover - defensive
+        raise LocalProtocolError("server produced no result")
+    return SimulationResult(
+        total=result.total, survivors=list(result.survivors), stats=stats, result=result
+    )
+
+

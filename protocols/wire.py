@@ -1,0 +1,382 @@
+"""The versioned binary wire format shared by every protocol.
+
+Every message is a 16-byte header followed by a payload::
+
+    magic "SF" (2) | version (1) | type (1) | sender (u32) | recipient (u32) | round (u32)
+
+All integers are big-endian, except vectors, which are little-endian arrays
+(numpy's native layout on the platforms we support, and what makes encoding
+a copy rather than a loop). The payload is a fixed sequence of typed fields
+declared by the message class (its *schema*); :class:`Reader` checks every
+length against the bytes that remain before allocating anything, so a
+truncated, oversized or lying message is rejected with :class:`WireFormatError`
+and never causes a large allocation. Decoding consumes the whole buffer:
+trailing bytes are an error too. Nothing is ever pickled.
+
+Ring vectors (masked inputs) are packed at ``ceil(bits / 8)`` bytes per
+coordinate; a decoded coordinate must be below ``2^bits`` (one canonical
+encoding per message).
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import WireFormatError
+
+__all__ = [
+    "BLOBS",
+    "BYTES",
+    "F64",
+    "F64_VECTOR",
+    "HEADER",
+    "IDS",
+    "ID_PAIRS",
+    "KEY_TRIPLES",
+    "MAGIC",
+    "MAX_ID",
+    "MAX_MESSAGE_BYTES",
+    "RING_VECTOR",
+    "SERVER",
+    "STR",
+    "U8",
+    "U32",
+    "U64",
+    "VERSION",
+    "FieldKind",
+    "Fixed",
+    "Reader",
+    "check_ids",
+    "pack_ring",
+    "unpack_ring",
+]
+
+MAGIC = b"SF"
+VERSION = 1
+HEADER = struct.Struct(">2sBBIII")
+SERVER = 0xFFFFFFFF
+"""The id that stands for the server in ``sender``/``recipient``."""
+MAX_ID = SERVER - 1
+"""Client ids are integers in ``[0, MAX_ID]``."""
+MAX_MESSAGE_BYTES = 1 << 31
+"""Messages larger than this (2 GiB) are rejected before decoding."""
+
+
+class Reader:
+    """A bounds-checked cursor over received bytes."""
+
+    __slots__ = ("_data", "_pos")
+
+    def __init__(self, data: bytes | bytearray | memoryview, pos: int = 0) -> None:
+        self._data = memoryview(data)
+        self._pos = pos
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._pos
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or n > self.remaining:
+            raise WireFormatError(f"truncated message: need {n} bytes, {self.remaining} left")
+        view = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return view
+
+    def unpack(self, fmt: struct.Struct) -> tuple:
+        return fmt.unpack(self.take(fmt.size))
+
+    def count(self, item_size: int) -> int:
+        """Read a u32 element count and check that many items of ``item_size`` bytes fit."""
+        (n,) = self.unpack(_U32)
+        if item_size and n * item_size > self.remaining:
+            raise WireFormatError(f"length field says {n} items, only {self.remaining} bytes left")
+        return n
+
+    def finish(self) -> None:
+        if self.remaining:
+            raise WireFormatError(f"{self.remaining} trailing bytes after the message")
+
+
+_U8 = struct.Struct(">B")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_F64 = struct.Struct(">d")
+
+
+class FieldKind:
+    """How one field is written and read. Subclasses are stateless singletons."""
+
+    name = "field"
+
+    def write(self, out: bytearray, value: object) -> None:
+        raise NotImplementedError
+
+    def read(self, reader: Reader) -> object:
+        raise NotImplementedError
+
+
+def _check_uint(value: object, bound: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if not 0 <= int(value) < bound:
+        raise ValueError(f"{what} out of range [0, {bound}): {value}")
+    return int(value)
+
+
+class _UInt(FieldKind):
+    def __init__(self, fmt: struct.Struct, name: str) -> None:
+        self._fmt = fmt
+        self._bound = 1 << (8 * fmt.size)
+        self.name = name
+
+    def write(self, out: bytearray, value: object) -> None:
+        out += self._fmt.pack(_check_uint(value, self._bound, self.name))
+
+    def read(self, reader: Reader) -> int:
+        return reader.unpack(self._fmt)[0]
+
+
+class _F64(FieldKind):
+    name = "f64"
+
+    def write(self, out: bytearray, value: object) -> None:
+        out += _F64.pack(float(value))  # type: ignore[arg-type]
+
+    def read(self, reader: Reader) -> float:
+        value = reader.unpack(_F64)[0]
+        if not np.isfinite(value):
+            raise WireFormatError("non-finite float on the wire")
+        return value
+
+
+class _Bytes(FieldKind):
+    name = "bytes"
+
+    def write(self, out: bytearray, value: object) -> None:
+        data = bytes(value)  # type: ignore[arg-type]
+        out += _U32.pack(len(data))
+        out += data
+
+    def read(self, reader: Reader) -> bytes:
+        (n,) = reader.unpack(_U32)
+        return bytes(reader.take(n))
+
+
+class _Str(FieldKind):
+    name = "str"
+
+    def write(self, out: bytearray, value: object) -> None:
+        BYTES.write(out, str(value).encode("utf-8"))
+
+    def read(self, reader: Reader) -> str:
+        try:
+            return BYTES.read(reader).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireFormatError("invalid UTF-8 string") from exc
+
+
+class Fixed(FieldKind):
+    """Exactly ``size`` bytes (keys, nonces, digests)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.name = f"bytes[{size}]"
+
+    def write(self, out: bytearray, value: object) -> None:
+        data = bytes(value)  # type: ignore[arg-type]
+        if len(data) != self.size:
+            raise ValueError(f"{self.name} field got {len(data)} bytes")
+        out += data
+
+    def read(self, reader: Reader) -> bytes:
+        return bytes(reader.take(self.size))
+
+
+class _Ids(FieldKind):
+    """A tuple of client ids (u32 each), strictly increasing: sorted and without duplicates."""
+
+    name = "ids"
+
+    def write(self, out: bytearray, value: object) -> None:
+        ids = tuple(_check_uint(v, MAX_ID + 1, "client id") for v in value)  # type: ignore[attr-defined]
+        if any(a >= b for a, b in itertools.pairwise(ids)):
+            raise ValueError("id lists on the wire must be sorted and unique")
+        out += _U32.pack(len(ids))
+        out += np.asarray(ids, dtype=">u4").tobytes()
+
+    def read(self, reader: Reader) -> tuple[int, ...]:
+        n = reader.count(4)
+        ids = np.frombuffer(reader.take(4 * n), dtype=">u4")
+        if n > 1 and not np.all(ids[1:] > ids[:-1]):
+            raise WireFormatError("id list is not sorted and unique")
+        if n and int(ids.max()) > MAX_ID:
+            raise WireFormatError("id out of range")
+        return tuple(int(v) for v in ids)
+
+
+class _IdPairs(FieldKind):
+    """``(id, bytes)`` pairs with unique, increasing ids (share envelopes, shares)."""
+
+    name = "id_pairs"
+
+    def write(self, out: bytearray, value: object) -> None:
+        pairs = tuple(value)  # type: ignore[arg-type]
+        IDS.write(bytearray(), [p[0] for p in pairs])  # validates order and range
+        out += _U32.pack(len(pairs))
+        for cid, data in pairs:
+            out += _U32.pack(cid)
+            BYTES.write(out, data)
+
+    def read(self, reader: Reader) -> tuple[tuple[int, bytes], ...]:
+        n = reader.count(8)
+        pairs = []
+        last = -1
+        for _ in range(n):
+            (cid,) = reader.unpack(_U32)
+            if cid <= last or cid > MAX_ID:
+                raise WireFormatError("pair ids are not sorted, unique and in range")
+            last = cid
+            pairs.append((cid, BYTES.read(reader)))
+        return tuple(pairs)
+
+
+class _KeyTriples(FieldKind):
+    """``(id, channel public key, mask public key)`` triples, 32-byte keys, increasing ids."""
+
+    name = "key_triples"
+    _item = struct.Struct(">I32s32s")
+
+    def write(self, out: bytearray, value: object) -> None:
+        triples = tuple(value)  # type: ignore[arg-type]
+        IDS.write(bytearray(), [t[0] for t in triples])
+        out += _U32.pack(len(triples))
+        for cid, c_pk, s_pk in triples:
+            if len(c_pk) != 32 or len(s_pk) != 32:
+                raise ValueError("public keys must be 32 bytes")
+            out += self._item.pack(cid, c_pk, s_pk)
+
+    def read(self, reader: Reader) -> tuple[tuple[int, bytes, bytes], ...]:
+        n = reader.count(self._item.size)
+        triples = tuple(self._item.iter_unpack(reader.take(n * self._item.size)))
+        ids = [t[0] for t in triples]
+        if any(a >= b for a, b in itertools.pairwise(ids)) or (ids and max(ids) > MAX_ID):
+            raise WireFormatError("key list ids are not sorted, unique and in range")
+        return triples
+
+
+class _Blobs(FieldKind):
+    """A tuple of byte strings (ciphertexts)."""
+
+    name = "blobs"
+
+    def write(self, out: bytearray, value: object) -> None:
+        blobs = tuple(value)  # type: ignore[arg-type]
+        out += _U32.pack(len(blobs))
+        for blob in blobs:
+            BYTES.write(out, blob)
+
+    def read(self, reader: Reader) -> tuple[bytes, ...]:
+        n = reader.count(4)
+        return tuple(BYTES.read(reader) for _ in range(n))
+
+
+def pack_ring(values: np.ndarray, bits: int) -> bytes:
+    """Pack residues ``< 2^bits`` at ``ceil(bits/8)`` little-endian bytes each."""
+    arr = np.ascontiguousarray(values, dtype=np.uint64)
+    width = (bits + 7) // 8
+    if width in (1, 2, 4, 8):
+        return arr.astype(f"<u{width}").tobytes()
+    return arr.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :width].tobytes()
+
+
+def unpack_ring(data: bytes | memoryview, count: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_ring`; rejects values that do not fit in ``bits``."""
+    width = (bits + 7) // 8
+    if len(data) != count * width:
+        raise WireFormatError("ring vector length does not match its count")
+    if width in (1, 2, 4, 8):
+        arr = np.frombuffer(data, dtype=f"<u{width}").astype(np.uint64)
+    else:
+        padded = np.zeros((count, 8), dtype=np.uint8)
+        padded[:, :width] = np.frombuffer(data, dtype=np.uint8).reshape(count, width)
+        arr = padded.view("<u8").reshape(count).astype(np.uint64)
+    if bits < 64 and count and int(arr.max()) >> bits:
+        raise WireFormatError(f"ring vector entry does not fit in {bits} bits")
+    return arr
+
+
+@dataclass(frozen=True)
+class RingVector:
+    """A vector in Z_{2^bits} as carried on the wire."""
+
+    bits: int
+    values: np.ndarray
+
+
+class _RingVectorKind(FieldKind):
+    name = "ring_vector"
+
+    def write(self, out: bytearray, value: object) -> None:
+        if not isinstance(value, RingVector):
+            raise TypeError("ring vector fields take a RingVector")
+        if not 1 <= value.bits <= 64:
+            raise ValueError("bits out of range")
+        out += _U8.pack(value.bits)
+        out += _U32.pack(len(value.values))
+        out += pack_ring(value.values, value.bits)
+
+    def read(self, reader: Reader) -> RingVector:
+        (bits,) = reader.unpack(_U8)
+        if not 1 <= bits <= 64:
+            raise WireFormatError(f"ring vector bits out of range: {bits}")
+        n = reader.count((bits + 7) // 8)
+        return RingVector(bits, unpack_ring(reader.take(n * ((bits + 7) // 8)), n, bits))
+
+
+class _F64Vector(FieldKind):
+    name = "f64_vector"
+
+    def write(self, out: bytearray, value: object) -> None:
+        arr = np.ascontiguousarray(value, dtype="<f8")
+        out += _U32.pack(arr.size)
+        out += arr.tobytes()
+
+    def read(self, reader: Reader) -> np.ndarray:
+        n = reader.count(8)
+        arr = np.frombuffer(reader.take(8 * n), dtype="<f8").astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise WireFormatError("non-finite value in a float vector")
+        return arr
+
+
+U8 = _UInt(_U8, "u8")
+U32 = _UInt(_U32, "u32")
+U64 = _UInt(_U64, "u64")
+F64 = _F64()
+BYTES = _Bytes()
+STR = _Str()
+IDS = _Ids()
+ID_PAIRS = _IdPairs()
+KEY_TRIPLES = _KeyTriples()
+BLOBS = _Blobs()
+RING_VECTOR = _RingVectorKind()
+F64_VECTOR = _F64Vector()
+
+
+def check_ids(ids: Sequence[int], what: str = "client ids") -> tuple[int, ...]:
+    """Validate a collection of client ids; return them sorted."""
+    out = []
+    for cid in ids:
+        if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):
+            raise TypeError(f"{what} must be ints, got {type(cid).__name__}")
+        if not 0 <= int(cid) <= MAX_ID:
+            raise ValueError(f"{what} must be in [0, {MAX_ID}], got {cid}")
+        out.append(int(cid))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{what} contain duplicates")
+    return tuple(sorted(out))
