@@ -19,6 +19,7 @@ from .messages import Message
 from .plaintext import Plaintext
 from .secagg.config import SecAgg, SecAggPlus
 from .simulate import SimulationResult, Stats, simulate
+from .weighting import weighted_input, weighted_mean
 
 __all__ = [
     "AggregationProtocol",
@@ -37,4 +38,6 @@ __all__ = [
     "Stats",
     "WireFormatError",
     "simulate",
+    "weighted_input",
+    "weighted_mean",
 ]

@@ -320,4 +320,3 @@ def check_config_digest(expected: bytes, got: bytes) -> None:
         raise RemoteProtocolError(
             "server runs a different protocol configuration (config digest mismatch)"
         )
-

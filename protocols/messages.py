@@ -19,7 +19,7 @@ from typing import ClassVar, TypeVar
 from . import wire
 from .errors import WireFormatError
 
-__all__ = ["Abort", "Message", "RoundStart", "message_types", "register"]
+__all__ = ["Abort", "Message", "RoundStart", "message_class", "message_types", "register"]
 
 _REGISTRY: dict[int, type[Message]] = {}
 M = TypeVar("M", bound="Message")
@@ -34,6 +34,11 @@ def register(cls: type[M]) -> type[M]:
         raise RuntimeError(f"{cls.__name__}: SCHEMA does not match the dataclass fields")
     _REGISTRY[cls.TYPE] = cls
     return cls
+
+
+def message_class(type_code: int) -> type[Message]:
+    """The registered message class for a type code (KeyError if none)."""
+    return _REGISTRY[type_code]
 
 
 def message_types() -> dict[int, type[Message]]:

@@ -54,7 +54,9 @@ class Plaintext(AggregationProtocol):
     def _digest_fields(self) -> tuple[bytes, ...]:
         return ()
 
-    def server(self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0) -> PlaintextServer:
+    def server(
+        self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0
+    ) -> PlaintextServer:
         return PlaintextServer(self, client_ids, dim, round=round)
 
     def client(self, client_id: int, dim: int, *, rng=None, round: int = 0) -> PlaintextClient:
@@ -116,7 +118,9 @@ class PlaintextClient(ClientSession):
 class PlaintextServer(ServerSession):
     TRANSITIONS: ClassVar = {(_Collecting, PlainInput): "_on_input"}
 
-    def __init__(self, proto: Plaintext, client_ids: Iterable[int], dim: int, *, round: int = 0) -> None:
+    def __init__(
+        self, proto: Plaintext, client_ids: Iterable[int], dim: int, *, round: int = 0
+    ) -> None:
         super().__init__(client_ids, dim, round)
         self._digest = proto.config_digest(self.dim)
 
@@ -126,7 +130,10 @@ class PlaintextServer(ServerSession):
     def _on_start(self) -> list[Message]:
         self._state = _Collecting()
         nonce = bytes(32)  # no public randomness is needed
-        return [RoundStart(wire.SERVER, c, self.round, nonce, self._digest, self.client_ids) for c in self.client_ids]
+        return [
+            RoundStart(wire.SERVER, c, self.round, nonce, self._digest, self.client_ids)
+            for c in self.client_ids
+        ]
 
     def _on_input(self, msg: PlainInput) -> list[Message]:
         st = self._state
@@ -134,7 +141,9 @@ class PlaintextServer(ServerSession):
         if msg.sender in st.received:
             raise RemoteProtocolError(f"duplicate input from client {msg.sender}")
         if msg.vector.shape != (self.dim,):
-            raise RemoteProtocolError(f"client {msg.sender} sent dimension {msg.vector.shape[0]}, expected {self.dim}")
+            raise RemoteProtocolError(
+                f"client {msg.sender} sent dimension {msg.vector.shape[0]}, expected {self.dim}"
+            )
         st.received[msg.sender] = msg.vector
         return self.close_stage() if len(st.received) == len(self.client_ids) else []
 

@@ -23,7 +23,7 @@ from secagg.randomness import DeterministicRandom, RandomSource, SystemRandom
 
 from .base import AggregationProtocol, ServerResult
 from .errors import LocalProtocolError, ProtocolAborted
-from .messages import Message
+from .messages import Message, message_class
 
 __all__ = ["SimulationResult", "Stats", "simulate"]
 
@@ -209,7 +209,9 @@ class _ProcessHosts:
             mine = {cid: inputs[cid] for cid in ids[w::workers]}
             self.owner.update({cid: w for cid in mine})
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, proto, dim, mine, seed, round), daemon=True)
+            proc = ctx.Process(
+                target=_worker, args=(child, proto, dim, mine, seed, round), daemon=True
+            )
             proc.start()
             child.close()
             self.conns.append(parent)
@@ -289,7 +291,9 @@ def simulate(
         raise ValueError(f"inputs must be 1-D vectors of one length, got shapes {sorted(dims)}")
     dim = next(iter(dims))[0]
     order = proto.DROPOUT_STAGES
-    drop_at = {int(c): order.index(proto.check_dropout_stage(s)) for c, s in (dropout or {}).items()}
+    drop_at = {
+        int(c): order.index(proto.check_dropout_stage(s)) for c, s in (dropout or {}).items()
+    }
     unknown = set(drop_at) - set(vectors)
     if unknown:
         raise ValueError(f"dropout names clients without inputs: {sorted(unknown)}")
@@ -314,7 +318,7 @@ def simulate(
             stats._add("client", stage, seconds)
         kept = []
         for cid, payload in out:
-            stage = Message.from_bytes(payload).STAGE
+            stage = message_class(payload[3]).STAGE  # header byte 3: the type code
             if cid in silenced or (cid in drop_at and order.index(stage) >= drop_at[cid]):
                 silenced.add(cid)  # the client is gone from here on
                 continue
@@ -366,5 +370,3 @@ def simulate(
     return SimulationResult(
         total=result.total, survivors=list(result.survivors), stats=stats, result=result
     )
-
-

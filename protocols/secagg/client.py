@@ -147,7 +147,9 @@ class SecAggClient(ClientSession):
         (Unmasking, UnmaskRequest): "_on_unmask_request",
     }
 
-    def __init__(self, proto, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0) -> None:
+    def __init__(
+        self, proto, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> None:
         (self.client_id,) = wire.check_ids([client_id], "client_id")
         self.proto = proto
         self.dim = check_dim(dim)
@@ -199,7 +201,11 @@ class SecAggClient(ClientSession):
         channel = keys.KeyPair.generate(self._rng)
         mask = keys.KeyPair.generate(self._rng)
         self._state = AdvertisingKeys(info, channel, mask)
-        return [AdvertiseKeys(self.client_id, wire.SERVER, self.round, channel.public_bytes, mask.public_bytes)]
+        return [
+            AdvertiseKeys(
+                self.client_id, wire.SERVER, self.round, channel.public_bytes, mask.public_bytes
+            )
+        ]
 
     def _on_keys_advertised(self, msg: KeysAdvertised) -> list[Message]:
         st = self._state
@@ -242,7 +248,15 @@ class SecAggClient(ClientSession):
             key = d.channel_key(st.channel, peer_keys[peer][0], context)
             plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b_share + sk_share
             envelopes.append(
-                (peer, aead.encrypt(key, plaintext, associated_data=d.envelope_ad(self.client_id, peer, self.round, sid), rng=self._rng))
+                (
+                    peer,
+                    aead.encrypt(
+                        key,
+                        plaintext,
+                        associated_data=d.envelope_ad(self.client_id, peer, self.round, sid),
+                        rng=self._rng,
+                    ),
+                )
             )
         own_b, own_sk = shares[self.client_id + 1]
         self._state = SharingKeys(
@@ -257,16 +271,28 @@ class SecAggClient(ClientSession):
         own_keys = (st.channel.public_bytes, st.mask.public_bytes)
         for sender, blob in msg.envelopes:
             if sender not in st.peer_keys:
-                raise RemoteProtocolError(f"shares from {sender}, who advertised no keys to this client")
-            context = d.pair_context(st.session_id, self.client_id, own_keys, sender, st.peer_keys[sender])
+                raise RemoteProtocolError(
+                    f"shares from {sender}, who advertised no keys to this client"
+                )
+            context = d.pair_context(
+                st.session_id, self.client_id, own_keys, sender, st.peer_keys[sender]
+            )
             key = d.channel_key(st.channel, st.peer_keys[sender][0], context)
             try:
                 plaintext = aead.decrypt(
-                    key, blob, associated_data=d.envelope_ad(sender, self.client_id, self.round, st.session_id)
+                    key,
+                    blob,
+                    associated_data=d.envelope_ad(
+                        sender, self.client_id, self.round, st.session_id
+                    ),
                 )
             except DecryptionError as exc:
-                raise RemoteProtocolError(f"share envelope from {sender} does not authenticate") from exc
-            if len(plaintext) != ENVELOPE_PLAINTEXT_BYTES or _ENVELOPE_HEADER.unpack_from(plaintext) != (sender, self.client_id):
+                raise RemoteProtocolError(
+                    f"share envelope from {sender} does not authenticate"
+                ) from exc
+            if len(plaintext) != ENVELOPE_PLAINTEXT_BYTES or _ENVELOPE_HEADER.unpack_from(
+                plaintext
+            ) != (sender, self.client_id):
                 raise RemoteProtocolError(f"share envelope from {sender} is malformed")
             body = plaintext[_ENVELOPE_HEADER.size :]
             held[sender] = PeerShares(body[: shamir.SHARE_BYTES], body[shamir.SHARE_BYTES :])
@@ -285,11 +311,17 @@ class SecAggClient(ClientSession):
         bits = st.info.encoder.bits
         assert self._input is not None
         masked = st.info.encoder.encode(self._input, self._rng)
-        masked = modular.add(masked, d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits), bits)
+        masked = modular.add(
+            masked,
+            d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits),
+            bits,
+        )
         for peer in st.held:
             if peer == self.client_id:
                 continue
-            context = d.pair_context(st.session_id, self.client_id, st.own_keys, peer, st.peer_keys[peer])
+            context = d.pair_context(
+                st.session_id, self.client_id, st.own_keys, peer, st.peer_keys[peer]
+            )
             secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
             mask = d.pairwise_mask(secret, context, self.dim, bits)
             if d.signed_pairwise_mask(self.client_id, peer) > 0:
@@ -304,7 +336,9 @@ class SecAggClient(ClientSession):
         assert isinstance(st, Unmasking)
         survivors, dropped = set(msg.survivors), set(msg.dropped)
         if survivors & dropped:
-            raise RemoteProtocolError(f"clients {sorted(survivors & dropped)} listed as both survived and dropped")
+            raise RemoteProtocolError(
+                f"clients {sorted(survivors & dropped)} listed as both survived and dropped"
+            )
         named = survivors | dropped
         if named != set(st.held):
             raise RemoteProtocolError(
@@ -319,11 +353,16 @@ class SecAggClient(ClientSession):
         self_mask_shares, mask_key_shares = [], []
         for peer in sorted(st.held):
             status, share = st.held[peer].revealable()
-            (self_mask_shares if status is PeerStatus.SURVIVED else mask_key_shares).append((peer, share))
+            (self_mask_shares if status is PeerStatus.SURVIVED else mask_key_shares).append(
+                (peer, share)
+            )
         self._state = Completed()
         return [
             UnmaskResponse(
-                self.client_id, wire.SERVER, self.round, tuple(self_mask_shares), tuple(mask_key_shares)
+                self.client_id,
+                wire.SERVER,
+                self.round,
+                tuple(self_mask_shares),
+                tuple(mask_key_shares),
             )
         ]
-

@@ -46,10 +46,16 @@ class SecAgg(AggregationProtocol):
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 2 <= self.bits <= 64:
+        if (
+            isinstance(self.bits, bool)
+            or not isinstance(self.bits, int)
+            or not 2 <= self.bits <= 64
+        ):
             raise ValueError(f"bits must be an int in [2, 64], got {self.bits!r}")
-        if isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)) or not (
-            math.isfinite(self.clip) and self.clip > 0
+        if (
+            isinstance(self.clip, bool)
+            or not isinstance(self.clip, (int, float))
+            or not (math.isfinite(self.clip) and self.clip > 0)
         ):
             raise ValueError(f"clip must be a positive finite number, got {self.clip!r}")
 
@@ -92,7 +98,7 @@ class SecAggPlus(SecAgg):
     Each client talks to k = O(log n) neighbours, so its cost grows with
     log n rather than n. ``k`` is chosen by :func:`~protocols.secagg.graph.choose_degree`
     from the security/correctness targets below unless given explicitly
-    (even; ``k >= n - 1`` means the complete graph).
+    (odd k needs an even number of clients; ``k >= n - 1`` means the complete graph).
 
     Args:
         k: the graph degree, or None to derive it from the targets.
@@ -113,9 +119,9 @@ class SecAggPlus(SecAgg):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.k is not None and (
-            isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2 or self.k % 2
+            isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2
         ):
-            raise ValueError(f"k must be an even int >= 2 or None, got {self.k!r}")
+            raise ValueError(f"k must be an int >= 2 or None, got {self.k!r}")
         for name in ("corrupt_fraction", "dropout_rate"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -127,7 +133,9 @@ class SecAggPlus(SecAgg):
     def degree(self, n_clients: int) -> int:
         """The graph degree for a round of ``n_clients`` clients."""
         if self.k is not None:
-            return min(self.k, n_clients - 1)
+            # An odd degree needs an even number of clients; round up otherwise.
+            k = self.k + 1 if self.k % 2 and n_clients % 2 else self.k
+            return min(k, n_clients - 1)
         return choose_degree(
             n_clients,
             self.threshold,

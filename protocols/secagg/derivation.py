@@ -42,7 +42,9 @@ def session_id(config_digest: bytes, nonce: bytes, triples) -> bytes:
     return keys.session_id(config_digest, nonce, *parts)
 
 
-def pair_context(sid: bytes, u: int, u_keys: tuple[bytes, bytes], v: int, v_keys: tuple[bytes, bytes]) -> bytes:
+def pair_context(
+    sid: bytes, u: int, u_keys: tuple[bytes, bytes], v: int, v_keys: tuple[bytes, bytes]
+) -> bytes:
     """A symmetric per-pair context: the same for (u, v) and (v, u)."""
     (a, a_keys), (b, b_keys) = sorted(((u, u_keys), (v, v_keys)))
     return hashlib.sha256(

@@ -39,27 +39,37 @@ def _public_permutation(client_ids: Sequence[int], nonce: bytes) -> list[int]:
     # SHA-256 collisions; it is public randomness, so no secret key is needed.
     return sorted(
         client_ids,
-        key=lambda c: hashlib.sha256(b"secagg-fl/harary\x00" + nonce + c.to_bytes(4, "big")).digest(),
+        key=lambda c: hashlib.sha256(
+            b"secagg-fl/harary\x00" + nonce + c.to_bytes(4, "big")
+        ).digest(),
     )
 
 
 def harary_graph(client_ids: Sequence[int], k: int, nonce: bytes) -> dict[int, frozenset[int]]:
     """The k-regular Harary graph H(n, k) on a nonce-seeded random ordering.
 
-    Position i is joined to positions i ± 1, ..., i ± k/2 (mod n). ``k`` must be
-    even; ``k >= n - 1`` gives the complete graph.
+    Position i is joined to positions i ± 1, ..., i ± floor(k/2) (mod n), and,
+    for odd k, to the opposite position i + n/2 (which needs n even).
+    ``k >= n - 1`` gives the complete graph.
     """
     n = len(client_ids)
     if k >= n - 1:
         return complete_graph(client_ids)
-    if k < 2 or k % 2:
-        raise ValueError(f"k must be an even number >= 2, got {k}")
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    if k % 2 and n % 2:
+        raise ValueError(
+            f"a k-regular graph with odd k={k} needs an even number of clients, got {n}"
+        )
     order = _public_permutation(client_ids, nonce)
     half = k // 2
-    return {
-        order[i]: frozenset(order[(i + j) % n] for j in range(-half, half + 1) if j != 0)
-        for i in range(n)
-    }
+    graph = {}
+    for i in range(n):
+        peers = {order[(i + j) % n] for j in range(-half, half + 1) if j != 0}
+        if k % 2:
+            peers.add(order[(i + n // 2) % n])
+        graph[order[i]] = frozenset(peers)
+    return graph
 
 
 def choose_degree(
@@ -82,4 +92,3 @@ def choose_degree(
         if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:
             return k
     return max(n - 1, 0)
-

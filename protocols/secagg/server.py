@@ -127,11 +127,14 @@ class SecAggServer(ServerSession):
         self.nonce = self._rng.bytes(32)
         self.neighbours = self.proto.neighbours(self.client_ids, self.nonce)
         self.thresholds = {
-            cid: self.proto.group_threshold(len(peers) + 1) for cid, peers in self.neighbours.items()
+            cid: self.proto.group_threshold(len(peers) + 1)
+            for cid, peers in self.neighbours.items()
         }
         self._state = CollectingKeys()
         return [
-            RoundStart(wire.SERVER, cid, self.round, self.nonce, self._config_digest, self.client_ids)
+            RoundStart(
+                wire.SERVER, cid, self.round, self.nonce, self._config_digest, self.client_ids
+            )
             for cid in self.client_ids
         ]
 
@@ -197,7 +200,10 @@ class SecAggServer(ServerSession):
         return out
 
     def _exclude(self, clients: Iterable[int], reason: str) -> list[Message]:
-        return [Abort(wire.SERVER, cid, self.round, f"excluded from the round: {reason}") for cid in sorted(clients)]
+        return [
+            Abort(wire.SERVER, cid, self.round, f"excluded from the round: {reason}")
+            for cid in sorted(clients)
+        ]
 
     # -- stage 1: share keys -----------------------------------------------------
     def _on_share_keys(self, msg: ShareKeys) -> list[Message]:
@@ -252,7 +258,10 @@ class SecAggServer(ServerSession):
         # Every dropped client whose pairwise masks sit in a survivor's input must be
         # recoverable from survivors' shares; check before a single share is requested.
         for cid in sorted(dropped):
-            if self.neighbours[cid] & survivors and len(self._group(cid) & survivors) < self.thresholds[cid]:
+            if (
+                self.neighbours[cid] & survivors
+                and len(self._group(cid) & survivors) < self.thresholds[cid]
+            ):
                 return self._abort_round(
                     f"client {cid} dropped and too few of its neighbours survive to remove its masks",
                     st.sharers,
@@ -282,9 +291,10 @@ class SecAggServer(ServerSession):
         assert isinstance(st, CollectingUnmasking)
         self._expect_new(msg.sender, st.requests, st.responses)
         request = st.requests[msg.sender]
-        if tuple(c for c, _ in msg.self_mask_shares) != request.survivors or tuple(
-            c for c, _ in msg.mask_key_shares
-        ) != request.dropped:
+        if (
+            tuple(c for c, _ in msg.self_mask_shares) != request.survivors
+            or tuple(c for c, _ in msg.mask_key_shares) != request.dropped
+        ):
             raise RemoteProtocolError(f"client {msg.sender} answered a different unmasking request")
         for _, share in (*msg.self_mask_shares, *msg.mask_key_shares):
             if len(share) != shamir.SHARE_BYTES:
@@ -317,7 +327,9 @@ class SecAggServer(ServerSession):
                 return []
             for u in sorted(self.neighbours[v] & st.survivors):
                 context = d.pair_context(st.session_id, u, st.keys[u], v, st.keys[v])
-                mask = d.pairwise_mask(d.pairwise_secret(pair, st.keys[u][1], context), context, self.dim, bits)
+                mask = d.pairwise_mask(
+                    d.pairwise_secret(pair, st.keys[u][1], context), context, self.dim, bits
+                )
                 # y_u carries sign(u, v) * PRG(s_uv); take it back out.
                 if d.signed_pairwise_mask(u, v) > 0:
                     total -= mask
@@ -334,7 +346,9 @@ class SecAggServer(ServerSession):
         self._state = Completed()
         return []
 
-    def _reconstruct(self, st: CollectingUnmasking, owners: Iterable[int], pick) -> dict[int, bytes]:
+    def _reconstruct(
+        self, st: CollectingUnmasking, owners: Iterable[int], pick
+    ) -> dict[int, bytes]:
         """Combine the shares of each owner's secret, batching owners with the same holders."""
         by_holders: dict[tuple[tuple[int, ...], int], list[int]] = defaultdict(list)
         for owner in sorted(owners):
@@ -357,7 +371,9 @@ class SecAggServer(ServerSession):
                     try:
                         shamir.combine({x: v[i] for x, v in points.items()}, threshold, 32)
                     except ShamirError as exc:
-                        raise _Unrecoverable(f"shares of client {owner} are inconsistent: {exc}") from exc
+                        raise _Unrecoverable(
+                            f"shares of client {owner} are inconsistent: {exc}"
+                        ) from exc
                 raise
             secrets.update(zip(group, values))
         return secrets
