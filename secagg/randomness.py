@@ -83,6 +83,13 @@ def default_rng(rng: RandomSource | None) -> RandomSource:
     """Return ``rng`` or the OS CSPRNG when it is ``None``."""
     if rng is None:
         return SystemRandom()
+    # numpy's generators have a bytes(n) method too, so they would pass the duck
+    # typing below; they are not cryptographic and must never produce secrets.
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        raise TypeError(
+            "numpy random generators are not cryptographically secure; use "
+            "SystemRandom (default) or DeterministicRandom (tests only)"
+        )
     if not callable(getattr(rng, "bytes", None)):
         raise TypeError("rng must have a bytes(n) method (see secagg.randomness.RandomSource)")
     return rng

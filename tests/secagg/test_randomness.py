@@ -1,0 +1,130 @@
+"""Randomness sources and unbiased sampling helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from secagg.randomness import (
+    DeterministicRandom,
+    RandomSource,
+    SystemRandom,
+    default_rng,
+    random_below,
+    random_below_array,
+    uniform_floats,
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.one_of(st.integers(), st.binary(max_size=16), st.text(max_size=16)))
+def test_deterministic_random_is_reproducible_per_seed(seed):
+    a, b = DeterministicRandom(seed), DeterministicRandom(seed)
+    assert a.bytes(100) == b.bytes(100)
+    # A stream, not a function of the call: chunking does not change it.
+    c = DeterministicRandom(seed)
+    whole = DeterministicRandom(seed).bytes(64)
+    assert c.bytes(10) + c.bytes(0) + c.bytes(54) == whole
+
+
+@settings(max_examples=50, deadline=None)
+@given(s1=st.integers(), s2=st.integers())
+def test_deterministic_random_differs_across_seeds(s1, s2):
+    assert (DeterministicRandom(s1).bytes(32) == DeterministicRandom(s2).bytes(32)) == (s1 == s2)
+
+
+def test_seed_types_are_domain_separated():
+    streams = {DeterministicRandom(s).bytes(32) for s in (1, "1", b"1", 0, "", b"")}
+    assert len(streams) == 6
+
+
+def test_deterministic_random_rejects_bad_input():
+    with pytest.raises(TypeError):
+        DeterministicRandom(1.5)
+    with pytest.raises(ValueError):
+        DeterministicRandom(0).bytes(-1)
+    assert "DeterministicRandom" in repr(DeterministicRandom(3))
+
+
+def test_system_random():
+    r = SystemRandom()
+    assert isinstance(r, RandomSource)
+    a, b = r.bytes(32), r.bytes(32)
+    assert len(a) == 32 and a != b
+    assert r.bytes(0) == b""
+    with pytest.raises(ValueError):
+        r.bytes(-1)
+
+
+def test_default_rng():
+    assert isinstance(default_rng(None), SystemRandom)
+    d = DeterministicRandom(0)
+    assert default_rng(d) is d
+    with pytest.raises(TypeError):
+        default_rng(object())
+
+
+@pytest.mark.parametrize("numpy_rng", [np.random.default_rng(0), np.random.RandomState(0)])
+def test_numpy_generators_are_refused_although_they_have_a_bytes_method(numpy_rng):
+    # Both have .bytes(n), so duck typing alone would accept them for secrets.
+    assert callable(numpy_rng.bytes)
+    with pytest.raises(TypeError, match="not cryptographically secure"):
+        default_rng(numpy_rng)
+    with pytest.raises(TypeError):
+        random_below(10, numpy_rng)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bound=st.integers(1, 2**300), seed=st.integers(0, 2**32))
+def test_random_below_stays_in_range(bound, seed):
+    rng = DeterministicRandom(seed)
+    for _ in range(5):
+        assert 0 <= random_below(bound, rng) < bound
+
+
+def test_random_below_bound_one_and_invalid_bounds():
+    assert random_below(1) == 0
+    for bad in (0, -5):
+        with pytest.raises(ValueError):
+            random_below(bad)
+
+
+@pytest.mark.parametrize("bound", [2, 3, 10, 129, 1000])
+def test_random_below_is_uniform_chi_square(bound):
+    # Bounds just above a power of two reject ~half the candidates: a modulo
+    # shortcut would be visibly biased there.
+    rng = DeterministicRandom(f"chi2-{bound}")
+    n = 30 * bound + 10_000
+    counts = np.bincount([random_below(bound, rng) for _ in range(n)], minlength=bound)
+    assert counts.size == bound
+    assert stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_random_below_large_non_power_of_two_bound_is_uniform_by_sixths():
+    bound = 3 * 2**200 + 12345
+    rng = DeterministicRandom("large")
+    samples = [random_below(bound, rng) for _ in range(12_000)]
+    buckets = np.bincount([s * 6 // bound for s in samples], minlength=6)
+    assert buckets.size == 6
+    assert stats.chisquare(buckets).pvalue > 1e-4
+
+
+def test_random_below_array():
+    out = random_below_array(17, 500, DeterministicRandom(1))
+    assert len(out) == 500
+    assert all(0 <= v < 17 for v in out)
+    assert out == random_below_array(17, 500, DeterministicRandom(1))
+
+
+def test_uniform_floats():
+    u = uniform_floats(100_000, DeterministicRandom(5))
+    assert u.dtype == np.float64 and u.shape == (100_000,)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / u.size)
+    assert stats.kstest(u, "uniform").pvalue > 1e-4
+    assert uniform_floats(0).shape == (0,)
+    with pytest.raises(ValueError):
+        uniform_floats(-1)
