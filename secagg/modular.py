@@ -84,7 +84,7 @@ def to_signed(a: np.ndarray, bits: int) -> np.ndarray:
     arr = _as_u64(a, "a") & mask(bits)
     if bits == 64:
         return arr.view(np.int64)
-    half = np.uint64(1 << (bits - 1))
-    signed = arr.astype(np.int64)
-    signed[arr >= half] -= np.int64(1 << bits)
-    return signed
+    # Sign extension by (v XOR half) - half: both terms fit in int64 for bits <= 63,
+    # whereas subtracting 2^bits directly overflows int64 when bits == 63.
+    half = 1 << (bits - 1)
+    return (arr ^ np.uint64(half)).astype(np.int64) - np.int64(half)

@@ -87,6 +87,9 @@ def test_extreme_values():
     assert modular.neg(top, 64).tolist() == [1, 2**63, 0]
     assert modular.to_signed(top, 64).tolist() == [-1, -(2**63), 0]
     assert modular.to_signed(np.array([1], dtype=np.uint64), 1).tolist() == [-1]
+    # bits = 63: 2^63 does not fit in int64, a past overflow in to_signed.
+    near = np.array([0, 2**62 - 1, 2**62, 2**63 - 1], dtype=np.uint64)
+    assert modular.to_signed(near, 63).tolist() == [0, 2**62 - 1, -(2**62), -1]
 
 
 @pytest.mark.parametrize("bits", [0, 65, -1])
