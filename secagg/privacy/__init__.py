@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-# --- events (accounting engineer) ---
+from secagg.privacy.accountant import PrivacyAccountant, UnsupportedEventError
 from secagg.privacy.events import (
     ComposedEvent,
     DistributedDiscreteGaussianEvent,
@@ -30,9 +30,15 @@ from secagg.privacy.events import (
     event_from_json,
     to_json,
 )
+from secagg.privacy.rdp import (
+    DEFAULT_RDP_ORDERS,
+    RDPAccountant,
+    compute_delta_from_rdp,
+    compute_epsilon_from_rdp,
+)
 
 __all__ = [
-    # --- events (accounting engineer) ---
+    "DEFAULT_RDP_ORDERS",
     "ComposedEvent",
     "DistributedDiscreteGaussianEvent",
     "Event",
@@ -41,8 +47,13 @@ __all__ = [
     "NoOpEvent",
     "NonPrivateEvent",
     "PoissonSampledEvent",
+    "PrivacyAccountant",
+    "RDPAccountant",
     "SelfComposedEvent",
     "SkellamEvent",
+    "UnsupportedEventError",
+    "compute_delta_from_rdp",
+    "compute_epsilon_from_rdp",
     "event_from_json",
     "to_json",
 ]
