@@ -102,6 +102,13 @@ class FixedPointEncoder:
         """Clip, scale and round stochastically: int64 values in ``[-q_max, q_max]``."""
         arr = check_finite(x)
         scaled = clip_values(arr, self.clip) * self.scale
+        # float(q_max) rounds up when q_max has more than 53 bits (bits=64, max_summands=1:
+        # 2^63 - 1 -> 2^63), and 2^63 overflows the int64 cast in stochastic_round, turning
+        # +clip into -clip. Clamp in the float domain to the largest float <= q_max first.
+        limit = float(self.q_max)
+        if int(limit) > self.q_max:
+            limit = float(np.nextafter(limit, 0.0))
+        scaled = np.clip(scaled, -limit, limit)
         # Multiplication may overshoot q_max by an ulp; clamp so the headroom proof holds.
         q = stochastic_round(scaled, rng)
         return np.clip(q, -self.q_max, self.q_max)
