@@ -338,3 +338,16 @@ def test_ddg_epsilon_tracks_the_continuous_gaussian() -> None:
     eps_g, _ = dpa.compute_epsilon(orders, rdp_g, delta)
     assert z_eff == pytest.approx(1.0, rel=0.01)
     assert eps_g <= eps_ddg <= 1.5 * eps_g
+
+
+def test_agrees_with_the_rdp_accountant_module() -> None:
+    # Cross-check with secagg.privacy.rdp (the accountant's own DDG/Skellam formulas).
+    from secagg.privacy import rdp
+
+    ddg = DistributedDiscreteGaussianEvent(40.0, 300.0, 0.8, 12, 256)
+    assert np.allclose(distributed_rdp(ddg, ORDERS), rdp.rdp_distributed_discrete_gaussian(ddg, ORDERS))
+    sk = SkellamEvent(300.0, 40.0, 5000.0)
+    ints = ORDERS[ORDERS == np.round(ORDERS)]
+    assert np.allclose(distributed_rdp(sk, ints), rdp.rdp_skellam(sk, ints))
+    # At fractional orders our cumulant interpolation is at most their ε(⌈α⌉).
+    assert np.all(distributed_rdp(sk, ORDERS) <= rdp.rdp_skellam(sk, ORDERS) + 1e-15)
