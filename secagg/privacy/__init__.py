@@ -16,6 +16,12 @@ Example::
 from __future__ import annotations
 
 from secagg.privacy.accountant import PrivacyAccountant, UnsupportedEventError
+from secagg.privacy.ddg import (
+    DistributedDiscreteGaussian,
+    choose_gamma,
+    distributed_rdp,
+    subsampled_rdp,
+)
 from secagg.privacy.events import (
     ComposedEvent,
     DistributedDiscreteGaussianEvent,
@@ -30,17 +36,27 @@ from secagg.privacy.events import (
     event_from_json,
     to_json,
 )
+from secagg.privacy.mechanisms import (
+    central_gaussian,
+    clip_l2,
+    distributed_gaussian_event,
+    distributed_gaussian_share,
+)
 from secagg.privacy.rdp import (
     DEFAULT_RDP_ORDERS,
     RDPAccountant,
     compute_delta_from_rdp,
     compute_epsilon_from_rdp,
 )
+from secagg.privacy.rotation import RandomizedHadamard
+from secagg.privacy.skellam import DistributedSkellam
 
 __all__ = [
     "DEFAULT_RDP_ORDERS",
     "ComposedEvent",
+    "DistributedDiscreteGaussian",
     "DistributedDiscreteGaussianEvent",
+    "DistributedSkellam",
     "Event",
     "GaussianEvent",
     "LaplaceEvent",
@@ -49,11 +65,19 @@ __all__ = [
     "PoissonSampledEvent",
     "PrivacyAccountant",
     "RDPAccountant",
+    "RandomizedHadamard",
     "SelfComposedEvent",
     "SkellamEvent",
     "UnsupportedEventError",
+    "central_gaussian",
+    "choose_gamma",
+    "clip_l2",
     "compute_delta_from_rdp",
     "compute_epsilon_from_rdp",
+    "distributed_gaussian_event",
+    "distributed_gaussian_share",
+    "distributed_rdp",
     "event_from_json",
+    "subsampled_rdp",
     "to_json",
 ]
