@@ -144,3 +144,13 @@ def test_distributed_validation() -> None:
     assert distributed_gaussian_share(
         np.zeros((4, 5)), clip=1.0, noise_multiplier=1.0, expected_clients=2
     ).shape == (4, 5)
+
+
+def test_clip_l2_large_vector_is_tight_and_bounded() -> None:
+    # Regression: at 2^20 coordinates the computed norm is many ulps off, which
+    # once made the post-scaling shrink loop crawl one ulp at a time.
+    x = np.linspace(-1.0, 1.0, 2**20)
+    out = clip_l2(x, 1.0)
+    norm = float(np.linalg.norm(out))
+    assert norm <= 1.0
+    assert 1.0 - norm < 1e-12
