@@ -86,6 +86,7 @@ __all__ = [
     "choose_gamma",
     "conditional_randomized_round",
     "ddg_rdp",
+    "ddg_tau",
     "distributed_rdp",
     "rounded_l1_bound",
     "rounded_l2_bound",
@@ -460,6 +461,15 @@ class _RotatedIntegerMechanism:
     def l2_sensitivity(self) -> float:
         """Δ₂ in integer units: the norm bound enforced by conditional rounding."""
         return self._l2_bound
+
+    @property
+    def sensitivity_inflation(self) -> float:
+        """Δ₂ / (c/γ): how much rounding inflates the L2 sensitivity (KLS Theorem 1).
+
+        Close to 1 when ``(c/γ)² >> D/4``; if it is well above 1 (too few bits
+        for the dimension), epsilon grows by about its square: add bits.
+        """
+        return self._l2_bound / self._scaled_clip
 
     @property
     def l1_sensitivity(self) -> float:

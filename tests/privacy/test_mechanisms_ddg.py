@@ -184,6 +184,8 @@ def test_event_carries_the_integer_domain_sensitivities(cls: type) -> None:
     assert mech.l2_sensitivity == pytest.approx(l2)
     assert mech.l1_sensitivity == pytest.approx(l2 * min(math.sqrt(d), l2))
     assert mech.noise_multiplier == pytest.approx(1.1)
+    assert mech.sensitivity_inflation == pytest.approx(l2 * mech.gamma / 0.7)
+    assert 1.0 < mech.sensitivity_inflation < 1.01
     event = mech.event(45)
     if cls is DistributedDiscreteGaussian:
         assert event == DistributedDiscreteGaussianEvent(
