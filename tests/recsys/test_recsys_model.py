@@ -172,3 +172,34 @@ def test_metrics():
         rmse([1, 2], [1])
     with pytest.raises(ValueError):
         mae([], [])
+
+
+def test_optimizers_follow_the_textbook_rules():
+    from recsys.optim import SGD, Adam
+
+    rng = np.random.default_rng(0)
+    x0 = rng.normal(size=(3, 2))
+    grads = [rng.normal(size=(3, 2)) for _ in range(5)]
+
+    def run(opt_cls, **kw):
+        p = torch.tensor(x0, requires_grad=True)
+        opt = opt_cls([p], **kw)
+        for g in grads:
+            opt.zero_grad()
+            assert p.grad is None
+            p.grad = torch.tensor(g)
+            opt.step()
+        return p.detach().numpy()
+
+    np.testing.assert_allclose(run(SGD, lr=0.1), x0 - 0.1 * sum(grads), rtol=1e-12)
+
+    # Adam (Kingma & Ba, Algorithm 1) in numpy.
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    x, m, v = x0.copy(), np.zeros_like(x0), np.zeros_like(x0)
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        x = x - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(run(Adam, lr=lr), x, rtol=1e-10)
+    with pytest.raises(ValueError):
+        SGD([], lr=0.0)
