@@ -8,6 +8,7 @@
 """
 
 from .base import AggregationProtocol, ClientSession, ServerResult, ServerSession
+from .dp import DifferentiallyPrivate
 from .errors import (
     LocalProtocolError,
     ProtocolAborted,
@@ -24,6 +25,7 @@ from .weighting import weighted_input, weighted_mean
 __all__ = [
     "AggregationProtocol",
     "ClientSession",
+    "DifferentiallyPrivate",
     "LocalProtocolError",
     "Message",
     "Plaintext",

@@ -155,6 +155,7 @@ class SecAggClient(ClientSession):
         self.dim = check_dim(dim)
         self._rng = default_rng(rng)
         self._input: np.ndarray | None = None
+        self._encoded_input: np.ndarray | None = None
         self._config_digest = proto.config_digest(self.dim)
         super().__init__(self.client_id, round)
 
@@ -168,14 +169,31 @@ class SecAggClient(ClientSession):
         May be called at any time before the masked-input stage ends; if the
         client is already waiting for it, returns the masked input to send.
         """
-        if self._input is not None:
-            raise LocalProtocolError("input already provided")
-        if self.finished:
-            raise LocalProtocolError(f"session is {self.stage}")
         arr = check_finite(x, "input")
         if arr.shape != (self.dim,):
             raise ValueError(f"input must have dimension {self.dim}, got {arr.shape[0]}")
-        self._input = arr.copy()
+        return self._set_input(arr.copy(), None)
+
+    def provide_encoded_input(self, ring: np.ndarray) -> list[Message]:
+        """Set an input already encoded in Z_{2^bits} (uint64, length ``dim``).
+
+        For integer mechanisms that do their own encoding (the distributed
+        discrete Gaussian): the values are masked and summed as they are, and
+        the server's ``integer_total`` is their exact signed sum.
+        """
+        arr = np.asarray(ring)
+        if arr.dtype != np.uint64 or arr.shape != (self.dim,):
+            raise ValueError(f"encoded input must be a uint64 vector of length {self.dim}")
+        if self.proto.bits < 64 and arr.size and int(arr.max()) >> self.proto.bits:
+            raise ValueError(f"encoded input has entries >= 2^{self.proto.bits}")
+        return self._set_input(None, arr.copy())
+
+    def _set_input(self, x: np.ndarray | None, ring: np.ndarray | None) -> list[Message]:
+        if self._input is not None or self._encoded_input is not None:
+            raise LocalProtocolError("input already provided")
+        if self.finished or isinstance(self._state, Unmasking):
+            raise LocalProtocolError(f"too late for an input: session is in stage {self.stage!r}")
+        self._input, self._encoded_input = x, ring
         if isinstance(self._state, CollectingInput):
             return self._send_masked_input(self._state)
         return []
@@ -303,14 +321,17 @@ class SecAggClient(ClientSession):
         self._state = CollectingInput(
             st.info, st.mask, own_keys, st.session_id, st.peer_keys, st.self_mask_seed, held
         )
-        if self._input is None:
+        if self._input is None and self._encoded_input is None:
             return []
         return self._send_masked_input(self._state)
 
     def _send_masked_input(self, st: CollectingInput) -> list[Message]:
         bits = st.info.encoder.bits
-        assert self._input is not None
-        masked = st.info.encoder.encode(self._input, self._rng)
+        if self._encoded_input is not None:
+            masked = self._encoded_input
+        else:
+            assert self._input is not None
+            masked = st.info.encoder.encode(self._input, self._rng)
         masked = modular.add(
             masked,
             d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits),
