@@ -42,6 +42,7 @@ from secagg.privacy.mechanisms import (
     distributed_gaussian_event,
     distributed_gaussian_share,
 )
+from secagg.privacy.pld import PLDAccountant
 from secagg.privacy.rdp import (
     DEFAULT_RDP_ORDERS,
     RDPAccountant,
@@ -62,6 +63,7 @@ __all__ = [
     "LaplaceEvent",
     "NoOpEvent",
     "NonPrivateEvent",
+    "PLDAccountant",
     "PoissonSampledEvent",
     "PrivacyAccountant",
     "RDPAccountant",
