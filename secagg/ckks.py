@@ -38,6 +38,22 @@ it builds a context, so with the TenSEAL we ship, :func:`make_context` still
 refuses such parameters; the override only relaxes our own validation (for
 describing or costing parameters) and the loaders' checks.
 
+Encryption randomness is drawn inside SEAL (its PRNG, seeded from the OS).
+
+Publishing decryptions (IND-CPA^D)
+----------------------------------
+A CKKS decryption is the message *plus the encryption noise*, and the noise
+is a linear function of the secret key. Li and Micciancio ("On the Security
+of Homomorphic Encryption on Approximate Numbers", EUROCRYPT 2021) show that
+an adversary who knows the messages, holds the ciphertexts (the server
+does) and sees the decryptions can recover the secret key. Clients' inputs
+are unknown to an honest-but-curious server, but colluding clients know
+theirs, so do not rely on that: if decrypted sums are released, use a fresh
+key pair per aggregate (one released decryption per key), or have the key
+holder flood the released sum with noise far above
+:meth:`CKKSParams.error_bound` (Li, Micciancio, Schultz, Sorrell, CRYPTO
+2022). This module does neither on its own.
+
 Precision (:meth:`CKKSParams.error_bound`)
 ------------------------------------------
 For ``n`` fresh ciphertexts of vectors with entries in ``[-clip, clip]``, each

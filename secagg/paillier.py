@@ -64,6 +64,12 @@ key conditions ``p = q = 3 (mod 4)`` and ``gcd(p-1, q-1) = 2`` (as ABY's
 ``djn_keygen`` does), under which the Jacobi-symbol-1 subgroup ``J_n`` is cyclic
 and ``-x^2`` has large order; decryption is correct for any Paillier key.
 
+Paillier is malleable and unauthenticated: this module assumes semi-honest
+clients. A malicious client can corrupt the aggregate (e.g. overfill its
+slots); :meth:`Packer.unpack` rejects sums that no honest set of ``k``
+clients can produce (a slot above ``2*k*q_max``, non-zero padding, bits above
+the packing width), which catches many but not all such corruptions.
+
 A 2048-bit ``n`` gives about 112-bit security (NIST SP 800-57); keys below
 2048 bits are accepted only for tests. Randomness comes from the OS CSPRNG
 unless a :class:`~secagg.randomness.RandomSource` is passed (a seeded

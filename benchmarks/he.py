@@ -1,0 +1,297 @@
+"""Benchmark the homomorphic building blocks against raw phe and raw TenSEAL, in one run.
+
+    .venv/bin/python benchmarks/he.py [--json PATH] [--clients 10] [--dim 100000] [--quick]
+
+Paillier (one 2048-bit key for everything): naive per-value ``phe`` encryption
+(a few hundred values, extrapolated per value) against ours (packed, DJN
+fixed-base randomizers, worker processes), per value and per byte; then
+aggregation and decryption of ``--clients`` encrypted vectors.
+
+CKKS (``--dim`` values, ``--clients`` clients): our defaults against TenSEAL's
+tutorial parameters (bytes per value, max abs error of the sum), and the
+end-to-end time (encrypt all clients + sum + decrypt) of our wrapper against
+the same work written as raw TenSEAL calls, same parameters and data,
+alternating runs and comparing medians.
+
+The machine may be shared: the load average is recorded before and after
+each section, and every comparison is a ratio of runs made back to back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import phe
+import tenseal as ts
+
+from secagg import ckks as C
+from secagg import paillier as P
+from secagg.encoding import FixedPointEncoder
+
+RESULTS = Path(__file__).resolve().parent / "results" / "he.json"
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+# ---------------------------------------------------------------------- Paillier
+
+
+def bench_paillier(dim: int, clients: int, naive_values: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"load_before": _load(), "key_bits": 2048, "dim": dim, "clients": clients}
+    t_key, (pk, sk) = _timed(P.generate_keypair, 2048)
+    out["keygen_s"] = t_key
+    phe_pk = pk.to_phe()
+    gen = np.random.default_rng(seed)
+
+    # Naive: python-paillier's per-value encrypt (r^n mod n^2 for every value).
+    values = [int(v) for v in gen.integers(-(2**31), 2**31, naive_values)]
+    t_naive, naive_cts = _timed(lambda: [phe_pk.encrypt(v) for v in values])
+    naive_per_value = t_naive / naive_values
+    naive_bytes = pk.ciphertext_bytes  # one ciphertext (mod n^2) per value
+    assert phe.paillier.PaillierPrivateKey.decrypt(sk.to_phe(), naive_cts[0]) == values[0]
+    out["naive"] = {
+        "values_timed": naive_values,
+        "seconds_per_value": naive_per_value,
+        "bytes_per_value": naive_bytes,
+    }
+
+    # Ours: FixedPointEncoder(bits=32) values, packed, DJN encryption on all cores.
+    enc = FixedPointEncoder(clip=1.0, bits=32, max_summands=clients)
+    packer = P.Packer.for_encoder(enc, pk.key_bits)
+    xs = [gen.uniform(-1.0, 1.0, dim) for _ in range(clients)]
+    qs = [enc.quantize(x) for x in xs]
+    workers = P.default_workers()
+    P.shutdown_workers()
+    t_cold, cts0 = _timed(P.encrypt_vector, pk, qs[0], packer)  # table build + pool start
+    t_warm, cts0 = _timed(P.encrypt_vector, pk, qs[0], packer)
+    t_one, _ = _timed(P.encrypt_vector, pk, qs[0], packer, workers=1)
+    short = P.MIN_EXPONENT_BITS
+    # Warm up the 256-bit-exponent tables in this process and in the workers.
+    P.encrypt_vector(pk, qs[0][: packer.slots * 256], packer, exponent_bits=short)
+    t_short, _ = _timed(P.encrypt_vector, pk, qs[0], packer, exponent_bits=short)
+    blobs = [P.ciphertexts_to_bytes(pk, cts0)]
+    for q in qs[1:]:
+        blobs.append(P.ciphertexts_to_bytes(pk, P.encrypt_vector(pk, q, packer)))
+    ours_bytes = len(blobs[0]) / dim
+    out["ours"] = {
+        "slot_bits": packer.slot_bits,
+        "values_per_ciphertext": packer.slots,
+        "ciphertexts_per_client": len(cts0),
+        "exponent_bits": P.default_exponent_bits(pk.key_bits),
+        "workers": workers,
+        "seconds_per_value_cold": t_cold / dim,
+        "seconds_per_value_warm": t_warm / dim,
+        "seconds_per_value_1_worker": t_one / dim,
+        "seconds_per_value_short_exponent_256": t_short / dim,
+        "bytes_per_value": ours_bytes,
+    }
+    out["speedup_cold"] = naive_per_value / (t_cold / dim)
+    out["speedup_warm"] = naive_per_value / (t_warm / dim)
+    out["speedup_1_worker"] = naive_per_value / (t_one / dim)
+    out["bytes_ratio_naive_over_ours"] = naive_bytes / ours_bytes
+
+    # Server: decode (with validation) and multiply; decryptor: CRT decryption + unpack.
+    t_decode, vectors = _timed(lambda: [P.ciphertexts_from_bytes(pk, b) for b in blobs])
+    t_sum, total = _timed(P.sum_encrypted, pk, vectors)
+    t_dec, ints = _timed(P.decrypt_sum, sk, total, packer, clients, dim)
+    out["aggregate_decode_s"] = t_decode
+    out["aggregate_sum_s"] = t_sum
+    out["decrypt_s"] = t_dec
+    out["exact"] = bool(np.array_equal(ints, np.sum(qs, axis=0)))
+    out["max_abs_error_real"] = float(
+        np.max(np.abs(ints / enc.scale - np.sum([np.clip(x, -1, 1) for x in xs], axis=0)))
+    )
+    out["load_after"] = _load()
+    return out
+
+
+# -------------------------------------------------------------------------- CKKS
+
+
+def _raw_tenseal_round(public: ts.Context, secret: ts.Context, xs: list[np.ndarray]) -> np.ndarray:
+    """The same work as our wrapper, written directly against TenSEAL."""
+    slots = public.seal_context().data.key_context_data().parms().poly_modulus_degree() // 2
+    dim = xs[0].size
+    cts = [
+        [ts.ckks_vector(public, x[i : i + slots]).serialize() for i in range(0, dim, slots)]
+        for x in xs
+    ]
+    total = []
+    for j in range(len(cts[0])):
+        acc = ts.ckks_vector_from(public, cts[0][j])
+        for c in cts[1:]:
+            acc.add_(ts.ckks_vector_from(public, c[j]))
+        total.append(acc.serialize())
+    return np.concatenate([np.asarray(ts.ckks_vector_from(secret, c).decrypt()) for c in total])
+
+
+def _wrapper_round(public: ts.Context, secret: ts.Context, xs: list[np.ndarray]) -> np.ndarray:
+    cts = [C.encrypt_vector(public, x) for x in xs]
+    return C.decrypt_vector(secret, C.sum_encrypted(public, cts), xs[0].size)
+
+
+def bench_ckks(dim: int, clients: int, repeats: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"load_before": _load(), "dim": dim, "clients": clients}
+    gen = np.random.default_rng(seed)
+    clip = 1.0
+    xs = [gen.uniform(-clip, clip, dim) for _ in range(clients)]
+    exact = np.sum(xs, axis=0)
+    configs = {
+        "ours_default": C.CKKSParams(),
+        "tenseal_tutorial": C.CKKSParams(8192, (60, 40, 40, 60), 2.0**40),
+    }
+    for name, params in configs.items():
+        secret = C.make_context(params)
+        wire = C.export_public_context(secret)
+        public = C.load_public_context(wire, params)
+        cts = [C.encrypt_vector(public, x) for x in xs]
+        got = C.decrypt_vector(secret, C.sum_encrypted(public, cts), dim)
+        out[name] = {
+            "poly_modulus_degree": params.poly_modulus_degree,
+            "coeff_mod_bit_sizes": list(params.coeff_mod_bit_sizes),
+            "log2_scale": float(np.log2(params.global_scale)),
+            "log_q": sum(params.coeff_mod_bit_sizes),
+            "he_standard_bound": C.HE_STANDARD_MAX_LOG_Q[params.poly_modulus_degree],
+            "bytes_per_value": sum(len(c) for c in cts[0]) / dim,
+            "public_context_bytes": len(wire),
+            "max_abs_error": float(np.max(np.abs(got - exact))),
+            "stated_bound": params.error_bound(clients, clip),
+        }
+
+    # End-to-end: our wrapper vs raw TenSEAL calls, default params, same data, alternating.
+    params = configs["ours_default"]
+    secret = C.make_context(params)
+    public = C.load_public_context(C.export_public_context(secret), params)
+    _raw_tenseal_round(public, secret, [x[: params.slots] for x in xs[:2]])  # warm-up
+    _wrapper_round(public, secret, [x[: params.slots] for x in xs[:2]])
+    raw_times, ours_times = [], []
+    for _ in range(repeats):
+        t_raw, got_raw = _timed(_raw_tenseal_round, public, secret, xs)
+        t_ours, got_ours = _timed(_wrapper_round, public, secret, xs)
+        raw_times.append(t_raw)
+        ours_times.append(t_ours)
+    out["end_to_end"] = {
+        "repeats": repeats,
+        "raw_tenseal_s": raw_times,
+        "wrapper_s": ours_times,
+        "ratio_median": statistics.median(ours_times) / statistics.median(raw_times),
+        "ratio_min": min(ours_times) / min(raw_times),
+        "raw_max_abs_error": float(np.max(np.abs(got_raw - exact))),
+        "wrapper_max_abs_error": float(np.max(np.abs(got_ours - exact))),
+    }
+    out["load_after"] = _load()
+    return out
+
+
+# -------------------------------------------------------------------------- main
+
+
+def _print_table(res: dict[str, Any]) -> None:
+    p, c = res["paillier"], res["ckks"]
+    rows = [
+        ("Paillier naive phe encrypt", f"{p['naive']['seconds_per_value'] * 1e3:.2f} ms/value"),
+        (
+            "Paillier ours, cold (table+pool)",
+            f"{p['ours']['seconds_per_value_cold'] * 1e6:.1f} us/value",
+        ),
+        ("Paillier ours, warm", f"{p['ours']['seconds_per_value_warm'] * 1e6:.1f} us/value"),
+        (
+            "Paillier ours, 1 worker",
+            f"{p['ours']['seconds_per_value_1_worker'] * 1e6:.1f} us/value",
+        ),
+        (
+            "Paillier ours, 256-bit exponent",
+            f"{p['ours']['seconds_per_value_short_exponent_256'] * 1e6:.1f} us/value",
+        ),
+        ("Paillier speedup cold / warm", f"{p['speedup_cold']:.0f}x / {p['speedup_warm']:.0f}x"),
+        (
+            "Paillier bytes/value naive / ours",
+            f"{p['naive']['bytes_per_value']} / {p['ours']['bytes_per_value']:.2f} ({p['bytes_ratio_naive_over_ours']:.1f}x)",
+        ),
+        (
+            f"Paillier aggregate {p['clients']} x {p['dim']}",
+            f"decode {p['aggregate_decode_s']:.2f} s, sum {p['aggregate_sum_s']:.2f} s",
+        ),
+        ("Paillier decrypt + unpack", f"{p['decrypt_s']:.2f} s, exact={p['exact']}"),
+    ]
+    for name in ("ours_default", "tenseal_tutorial"):
+        r = c[name]
+        rows.append(
+            (
+                f"CKKS {name} N={r['poly_modulus_degree']} {r['coeff_mod_bit_sizes']}",
+                f"{r['bytes_per_value']:.1f} B/value, max err {r['max_abs_error']:.2e} "
+                f"(bound {r['stated_bound']:.1e})",
+            )
+        )
+    e = c["end_to_end"]
+    rows.append(
+        (
+            f"CKKS end-to-end {c['clients']} x {c['dim']}",
+            f"wrapper/raw = {e['ratio_median']:.3f} (median), {e['ratio_min']:.3f} (min); "
+            f"raw {statistics.median(e['raw_tenseal_s']):.2f} s",
+        )
+    )
+    width = max(len(r[0]) for r in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print(f"load average: {res['load_start']:.2f} at start, {res['load_end']:.2f} at end")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", type=Path, default=RESULTS, help=f"output (default {RESULTS})")
+    ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--dim", type=int, default=100_000)
+    ap.add_argument("--paillier-dim", type=int, default=None, help="default: --dim")
+    ap.add_argument("--naive-values", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.dim, args.clients, args.naive_values, args.repeats = 10_000, 3, 30, 1
+    res: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "usable_cpus": P.default_workers(),
+            "python": platform.python_version(),
+            "phe": phe.__version__,
+            "tenseal": ts.__version__,
+        },
+        "load_start": _load(),
+        "command": " ".join(sys.argv),
+    }
+    res["paillier"] = bench_paillier(
+        args.paillier_dim or args.dim, args.clients, args.naive_values, args.seed
+    )
+    res["ckks"] = bench_ckks(args.dim, args.clients, args.repeats, args.seed)
+    res["load_end"] = _load()
+    _print_table(res)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
