@@ -523,9 +523,10 @@ class Packer:
             return []
         if not np.issubdtype(q.dtype, np.integer):
             raise TypeError(f"values must be integers (quantize first), got dtype {q.dtype}")
-        q = q.astype(np.int64, copy=False)
+        # Range-check in the input dtype: casting first would wrap large uint64 values.
         if int(q.min()) < -self.q_max or int(q.max()) > self.q_max:
             raise ValueError(f"values must lie in [-{self.q_max}, {self.q_max}]")
+        q = q.astype(np.int64, copy=False)
         # v + q_max in [0, 2 q_max] computed modulo 2^64 (no int64 overflow for q_max ~ 2^63).
         offset = q.view(np.uint64) + np.uint64(self.q_max)
         count = self.num_plaintexts(q.size)

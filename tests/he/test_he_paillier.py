@@ -404,6 +404,11 @@ def test_packer_rejects_bad_input(keypair_1024):
     with pytest.raises(TypeError):
         packer.pack(np.array([1.5]))
     with pytest.raises(ValueError):
+        packer.pack(np.array([2**64 - 1], dtype=np.uint64))  # would wrap to -1 as int64
+    np.testing.assert_array_equal(
+        packer.unpack(packer.pack(np.array([3, 100], dtype=np.uint8)), 2, 1), [3, 100]
+    )
+    with pytest.raises(ValueError):
         packer.pack(np.zeros((2, 2), dtype=np.int64))
     plain = packer.pack(np.array([100, -100, 5]))
     np.testing.assert_array_equal(packer.unpack(plain, 3, 1), [100, -100, 5])
