@@ -27,7 +27,11 @@ security, uniform ternary secret, which is what SEAL samples) the bound for
 would even be secure at ``N = 4096``, bound 109). Sums need no rescaling, so
 a single data prime suffices; the special prime is what SEAL divides out after
 public-key encryption (so the encryption noise shrinks to a rounding error)
-and what TenSEAL requires to build a context at all. A ciphertext is two
+and what TenSEAL requires to build a context at all. (That it is smaller
+than the data prime would hurt key switching, which sums never do.)
+``CKKSParams(4096, (60, 40))`` is also 128-bit secure, with the same bytes
+per value and a public context half the size; 8192 matches
+``protocols.CKKS``'s default and leaves a wider security margin. A ciphertext is two
 polynomials over the data prime: 2 * N * 8 bytes for N/2 values, i.e. about
 32 bytes per value, against about 83 for TenSEAL's tutorial parameters
 (``N = 8192``, ``[60, 40, 40, 60]``), whose two extra 40-bit primes only
