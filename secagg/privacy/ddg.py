@@ -302,6 +302,9 @@ class _RotatedIntegerMechanism:
                     padded_dim=padded, local_stddev=local_real, wrap_probability=wrap_probability,
                 )
                 gamma = self._solve_gamma(lambda g: local_real / g, wrap_probability, guess)
+                # A coarser grid if the sampler cannot produce noise this wide exactly
+                # (a larger gamma only lowers the wrap probability).
+                gamma = max(gamma, local_real / self._MAX_SIGMA)
             self._sigma = local_real / gamma
         else:
             assert sigma is not None
@@ -323,6 +326,9 @@ class _RotatedIntegerMechanism:
         self._l1_bound = rounded_l1_bound(self._l2_bound, padded)
 
     # ---- hooks ------------------------------------------------------------
+
+    _MAX_SIGMA: float = math.inf
+    """Largest per-client noise std (integer units) the sampler draws faithfully."""
 
     def _noise(self, n: int, rng: RandomSource) -> np.ndarray:
         raise NotImplementedError

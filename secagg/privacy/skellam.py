@@ -20,7 +20,7 @@ import numpy as np
 
 from secagg.privacy.ddg import _orders, _RotatedIntegerMechanism
 from secagg.privacy.events import PoissonSampledEvent, SkellamEvent
-from secagg.privacy.sampling import skellam
+from secagg.privacy.sampling import MAX_POISSON_LAMBDA, skellam
 from secagg.randomness import RandomSource
 
 __all__ = ["DistributedSkellam", "skellam_rdp"]
@@ -66,6 +66,10 @@ class DistributedSkellam(_RotatedIntegerMechanism):
     Skellam moment generating function ``exp(μ(cosh t - 1))`` (Skellam is
     sub-exponential, not sub-Gaussian).
     """
+
+    # Skellam(σ²) is a difference of two Poisson(σ²/2): keep σ²/2 = 2^47, half of
+    # MAX_POISSON_LAMBDA, so float rounding of σ never crosses the limit.
+    _MAX_SIGMA = math.sqrt(MAX_POISSON_LAMBDA)
 
     def _noise(self, n: int, rng: RandomSource) -> np.ndarray:
         return skellam(n, self._sigma**2, rng)

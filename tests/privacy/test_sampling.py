@@ -172,3 +172,11 @@ def test_samplers_never_touch_numpy_rng(monkeypatch: pytest.MonkeyPatch) -> None
     sampling.skellam(100, 50.0, rng)
     sampling.gaussian(100, 1.0, rng)
     sampling.poisson(100, 3.0, rng)
+
+
+def test_poisson_refuses_lambdas_beyond_float_precision():
+    # Regression: at lam ~ 1.3e16 the PTRS sampler's variance drifted to ~1.5x lam.
+    from secagg.privacy.sampling import MAX_POISSON_LAMBDA, poisson
+
+    with pytest.raises(ValueError, match="MAX_POISSON_LAMBDA"):
+        poisson(4, MAX_POISSON_LAMBDA * 2)
