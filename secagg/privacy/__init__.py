@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 from secagg.privacy.accountant import PrivacyAccountant, UnsupportedEventError
+from secagg.privacy.calibration import calibrate_noise_multiplier
 from secagg.privacy.ddg import (
     DistributedDiscreteGaussian,
     choose_gamma,
@@ -71,6 +72,7 @@ __all__ = [
     "SelfComposedEvent",
     "SkellamEvent",
     "UnsupportedEventError",
+    "calibrate_noise_multiplier",
     "central_gaussian",
     "choose_gamma",
     "clip_l2",
