@@ -8,6 +8,7 @@
 """
 
 from .base import AggregationProtocol, ClientSession, ServerResult, ServerSession
+from .ckks import CKKS
 from .dp import DifferentiallyPrivate
 from .errors import (
     LocalProtocolError,
@@ -17,17 +18,20 @@ from .errors import (
     WireFormatError,
 )
 from .messages import Message
+from .paillier import Paillier
 from .plaintext import Plaintext
 from .secagg.config import SecAgg, SecAggPlus
 from .simulate import SimulationResult, Stats, simulate
 from .weighting import weighted_input, weighted_mean
 
 __all__ = [
+    "CKKS",
     "AggregationProtocol",
     "ClientSession",
     "DifferentiallyPrivate",
     "LocalProtocolError",
     "Message",
+    "Paillier",
     "Plaintext",
     "ProtocolAborted",
     "ProtocolError",

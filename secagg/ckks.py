@@ -453,3 +453,31 @@ def decrypt_vector(secret_ctx: ts.Context, ciphertexts: Sequence[bytes], dim: in
         for c, size in zip(ciphertexts, sizes, strict=True)
     ]
     return np.concatenate(parts)
+
+
+def load_encrypted(public_ctx: ts.Context, ciphertexts: Sequence[bytes], dim: int) -> list[ts.CKKSVector]:
+    """Deserialize and validate one :func:`encrypt_vector` output of length ``dim``.
+
+    For aggregators that add vectors as they arrive (:func:`add_loaded`):
+    every ciphertext is checked once, on arrival. Raises ValueError on a
+    wrong count, wrong sizes or invalid ciphertexts.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    sizes = _chunk_sizes(int(dim), _slots(public_ctx))
+    if len(ciphertexts) != len(sizes):
+        raise ValueError(f"dim={dim} needs {len(sizes)} ciphertexts, got {len(ciphertexts)}")
+    return [_load_vector(public_ctx, c, size) for c, size in zip(ciphertexts, sizes, strict=True)]
+
+
+def add_loaded(vectors: Sequence[Sequence[ts.CKKSVector]]) -> list[bytes]:
+    """Sum :func:`load_encrypted` outputs ciphertext by ciphertext; serialized result."""
+    if not vectors:
+        raise ValueError("nothing to sum")
+    totals = [v.copy() for v in vectors[0]]
+    for vector in vectors[1:]:
+        if len(vector) != len(totals):
+            raise ValueError("encrypted vectors differ in the number of ciphertexts")
+        for acc, part in zip(totals, vector, strict=True):
+            acc.add_(part)
+    return [t.serialize() for t in totals]

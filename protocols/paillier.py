@@ -1,0 +1,130 @@
+"""Packed Paillier aggregation (``protocols.Paillier``).
+
+Each client quantizes its clipped input to ``bits``-bit signed integers
+(unbiased stochastic rounding), packs as many as fit per plaintext with
+headroom for the sum of every invited client (slot = bits + log2(n) bits,
+so about ``key_bits / (bits + log2 n)`` values per ciphertext), and encrypts
+with the DJN fixed-base randomizer (:mod:`secagg.paillier`). The server
+multiplies ciphertexts (it holds only the public key) and the decryptor
+decrypts only the aggregate, giving the exact integer sum.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from secagg import paillier as pl
+from secagg.encoding import FixedPointEncoder
+
+from .he import HEProtocol, check_decryptor, check_min_clients
+
+__all__ = ["Paillier"]
+
+
+@dataclass(frozen=True)
+class Paillier(HEProtocol):
+    """Paillier aggregation with packing.
+
+    Args:
+        key_bits: modulus size (2048 gives ~112-bit security; 3072 ~128-bit).
+        bits: quantization bits per value (2..52); the packer adds the
+            headroom for the sum.
+        clip: each coordinate is clipped to [-clip, clip].
+        decryptor: the key-holding client (default: the smallest client id).
+        min_clients: the decryptor refuses aggregates of fewer clients.
+        workers: processes for encryption and decryption (None: automatic).
+    """
+
+    key_bits: int = 2048
+    bits: int = 32
+    clip: float = 1.0
+    decryptor: int | None = None
+    min_clients: int = 2
+    workers: int | None = None
+
+    NAME: ClassVar[str] = "paillier"
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.key_bits, bool)
+            or not isinstance(self.key_bits, int)
+            or not (pl.MIN_KEY_BITS <= self.key_bits <= pl.MAX_KEY_BITS)
+        ):
+            raise ValueError(
+                f"key_bits must be in [{pl.MIN_KEY_BITS}, {pl.MAX_KEY_BITS}], got {self.key_bits!r}"
+            )
+        if (
+            isinstance(self.bits, bool)
+            or not isinstance(self.bits, int)
+            or not 2 <= self.bits <= 52
+        ):
+            raise ValueError(f"bits must be an int in [2, 52], got {self.bits!r}")
+        if (
+            isinstance(self.clip, bool)
+            or not isinstance(self.clip, (int, float))
+            or not (math.isfinite(self.clip) and self.clip > 0)
+        ):
+            raise ValueError(f"clip must be a positive finite number, got {self.clip!r}")
+        check_decryptor(self.decryptor)
+        check_min_clients(self.min_clients)
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ValueError(f"workers must be a positive int or None, got {self.workers!r}")
+
+    def _digest_fields(self) -> tuple[bytes, ...]:
+        return (
+            struct.pack(">IBd", self.key_bits, self.bits, float(self.clip)),
+            struct.pack(">q", -1 if self.decryptor is None else self.decryptor),
+            struct.pack(">I", self.min_clients),
+        )
+
+    @property
+    def encoder(self) -> FixedPointEncoder:
+        """Quantization of one input (the packer adds headroom for the sum)."""
+        return FixedPointEncoder(clip=float(self.clip), bits=self.bits, max_summands=1)
+
+    def packer(self, n_clients: int) -> pl.Packer:
+        return pl.Packer.for_range(self.encoder.q_max, n_clients, self.key_bits)
+
+    def check_round(self, n_clients: int) -> None:
+        if n_clients * self.encoder.q_max >= 2**63:
+            raise ValueError(f"the sum of {n_clients} {self.bits}-bit values does not fit in int64")
+        self.packer(n_clients)
+
+    def scale(self, n_clients: int) -> float:
+        return self.encoder.scale
+
+    def make_keys(self, rng):
+        public, private = pl.generate_keypair(self.key_bits)
+        return public.to_bytes(), private
+
+    def load_public(self, data: bytes) -> pl.PaillierPublicKey:
+        key = pl.PaillierPublicKey.from_bytes(data)
+        if key.key_bits != self.key_bits:
+            raise ValueError(f"public key has {key.key_bits} bits, the config says {self.key_bits}")
+        return key
+
+    def encrypt(self, public, x: np.ndarray, n_clients: int, rng) -> tuple[bytes, ...]:
+        q = self.encoder.quantize(x, rng)
+        cts = pl.encrypt_vector(public, q, self.packer(n_clients), rng=rng, workers=self.workers)
+        return (pl.ciphertexts_to_bytes(public, cts),)
+
+    def parse_ciphertexts(self, public, blobs, dim: int, n_clients: int) -> list[int]:
+        if len(blobs) != 1:
+            raise ValueError(f"expected one ciphertext blob, got {len(blobs)}")
+        return pl.ciphertexts_from_bytes(
+            public, blobs[0], self.packer(n_clients).num_plaintexts(dim)
+        )
+
+    def aggregate(self, public, parsed: list[list[int]]) -> tuple[bytes, ...]:
+        return (pl.ciphertexts_to_bytes(public, pl.sum_encrypted(public, parsed)),)
+
+    def decrypt(self, secret, blobs, dim: int, n_clients: int, summands: int):
+        packer = self.packer(n_clients)
+        cts = self.parse_ciphertexts(secret.public_key, blobs, dim, n_clients)
+        integers = pl.decrypt_sum(secret, cts, packer, summands, dim, workers=self.workers)
+        return integers.astype(np.float64) / self.encoder.scale, integers
