@@ -111,6 +111,7 @@ class SharingKeys(State):
     mask: keys.KeyPair
     session_id: bytes
     peer_keys: dict[int, tuple[bytes, bytes]]
+    channel_keys: dict[int, bytes]
     self_mask_seed: bytes
     own: PeerShares
     NAME: ClassVar[str] = "share_keys"
@@ -258,12 +259,13 @@ class SecAggClient(ClientSession):
         )
         own_keys = (st.channel.public_bytes, st.mask.public_bytes)
         envelopes = []
+        channel_keys = {}
         for peer in holders:
             if peer == self.client_id:
                 continue
             b_share, sk_share = shares[peer + 1]
             context = d.pair_context(sid, self.client_id, own_keys, peer, peer_keys[peer])
-            key = d.channel_key(st.channel, peer_keys[peer][0], context)
+            key = channel_keys[peer] = d.channel_key(st.channel, peer_keys[peer][0], context)
             plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b_share + sk_share
             envelopes.append(
                 (
@@ -278,7 +280,14 @@ class SecAggClient(ClientSession):
             )
         own_b, own_sk = shares[self.client_id + 1]
         self._state = SharingKeys(
-            st.info, st.channel, st.mask, sid, peer_keys, self_mask_seed, PeerShares(own_b, own_sk)
+            st.info,
+            st.channel,
+            st.mask,
+            sid,
+            peer_keys,
+            channel_keys,
+            self_mask_seed,
+            PeerShares(own_b, own_sk),
         )
         return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes))]
 
@@ -292,10 +301,7 @@ class SecAggClient(ClientSession):
                 raise RemoteProtocolError(
                     f"shares from {sender}, who advertised no keys to this client"
                 )
-            context = d.pair_context(
-                st.session_id, self.client_id, own_keys, sender, st.peer_keys[sender]
-            )
-            key = d.channel_key(st.channel, st.peer_keys[sender][0], context)
+            key = st.channel_keys[sender]
             try:
                 plaintext = aead.decrypt(
                     key,
