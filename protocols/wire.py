@@ -145,7 +145,10 @@ class _F64(FieldKind):
     name = "f64"
 
     def write(self, out: bytearray, value: object) -> None:
-        out += _F64.pack(float(value))  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
+        if not np.isfinite(number):
+            raise ValueError("non-finite float cannot go on the wire")
+        out += _F64.pack(number)
 
     def read(self, reader: Reader) -> float:
         value = reader.unpack(_F64)[0]
@@ -326,9 +329,14 @@ class _RingVectorKind(FieldKind):
             raise TypeError("ring vector fields take a RingVector")
         if not 1 <= value.bits <= 64:
             raise ValueError("bits out of range")
+        values = np.asarray(value.values)
+        if values.dtype != np.uint64:
+            raise TypeError(f"ring vector values must be uint64, got {values.dtype}")
+        if value.bits < 64 and values.size and int(values.max()) >> value.bits:
+            raise ValueError(f"ring vector entry does not fit in {value.bits} bits")
         out += _U8.pack(value.bits)
-        out += _U32.pack(len(value.values))
-        out += pack_ring(value.values, value.bits)
+        out += _U32.pack(len(values))
+        out += pack_ring(values, value.bits)
 
     def read(self, reader: Reader) -> RingVector:
         (bits,) = reader.unpack(_U8)
@@ -343,6 +351,10 @@ class _F64Vector(FieldKind):
 
     def write(self, out: bytearray, value: object) -> None:
         arr = np.ascontiguousarray(value, dtype="<f8")
+        if arr.ndim != 1:
+            raise ValueError(f"float vectors must be 1-D, got shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("non-finite value in a float vector")
         out += _U32.pack(arr.size)
         out += arr.tobytes()
 

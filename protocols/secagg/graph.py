@@ -85,7 +85,9 @@ def choose_degree(
 
     Returns ``n - 1`` (the complete graph) when no smaller k does.
     """
-    for k in range(2, n - 1, 2):
+    # An absolute threshold t needs groups of at least t members (k >= t - 1).
+    smallest = max(2, threshold - 1) if isinstance(threshold, int) else 2
+    for k in range(smallest + smallest % 2, n - 1, 2):
         t = resolve_threshold(threshold, k + 1)
         exposed = n * binom.sf(t - 1, k, corrupt_fraction)
         stuck = n * binom.cdf(t - 1, k + 1, 1.0 - dropout_rate)
