@@ -199,10 +199,9 @@ def train_centralized(
         seconds = time.perf_counter() - start
         model.eval()
         train_rmse, train_mae = evaluate(model, train, clip)
-        test_rmse, test_mae = evaluate(model, test, clip) if test is not None and len(test) else (
-            float("nan"),
-            float("nan"),
-        )
+        test_rmse, test_mae = float("nan"), float("nan")
+        if test is not None and len(test):
+            test_rmse, test_mae = evaluate(model, test, clip)
         stats = EpochStats(epoch, total / n, train_rmse, train_mae, test_rmse, test_mae, seconds)
         result.history.append(stats)
         if on_epoch is not None:
