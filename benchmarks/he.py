@@ -26,6 +26,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def _load() -> float:
 _LAST_CPU = [0.0]
 
 
-def _timed(fn, *args, **kwargs) -> tuple[float, Any]:
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
     """Wall-clock seconds of ``fn``; its CPU seconds in this process go to ``_LAST_CPU``.
 
     CPU time is what a loaded machine does not inflate; it misses work done in

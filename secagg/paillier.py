@@ -98,7 +98,7 @@ import multiprocessing
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -801,7 +801,7 @@ def _split(count: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i + 1] > bounds[i]]
 
 
-def _run_parallel(fn, jobs: list[tuple], workers: int) -> list[list[int]]:
+def _run_parallel(fn: Callable[..., list[int]], jobs: list[tuple], workers: int) -> list[list[int]]:
     """Run ``fn(*job)`` for every job in the pool, in order; serial if the pool breaks."""
     try:
         pool = _pool(workers)
