@@ -163,19 +163,19 @@ KS = st.one_of(st.sampled_from([2, 3, 4, 5, 6]), st.none())
 def plus_case(draw):
     k = draw(KS)
     n = draw(sizes(2, 24 if k is not None else 14, 8))
-    # An int threshold must fit the smallest sharing group. (With k=None, int
-    # thresholds >= 4 are covered by their own test below.)
-    group = (protocols.SecAggPlus(k=k).degree(n) if k is not None else min(2, n - 1)) + 1
+    # An int threshold must fit the sharing groups: k + 1 members for an explicit
+    # k; with k=None the degree search picks groups large enough for any t <= n.
+    group = protocols.SecAggPlus(k=k).degree(n) + 1 if k is not None else n
     threshold = draw(thresholds(group))
     return k, n, threshold
 
 
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=40, **SETTINGS)
 @given(data=st.data(), case=plus_case(), seed=st.integers(0, 2**16))
 def test_secagg_plus_exact_total(data, case, seed):
     k, n, threshold = case
     bits, j, clip, q, x = data.draw(grid_case(n))
-    dropout = data.draw(st.one_of(st.just({}), dropouts(n)))
+    dropout = data.draw(st.one_of(st.just({}), dropouts(n), dropouts(n)))
     proto = protocols.SecAggPlus(threshold=threshold, bits=bits, clip=clip, k=k)
     if not dropout:
         agg = protocols.simulate(proto, x, seed=seed)
@@ -196,13 +196,13 @@ def test_secagg_plus_exact_total(data, case, seed):
     check_exact(agg, q, j)
 
 
-@pytest.mark.parametrize("threshold", [4, 5])
+@pytest.mark.parametrize("threshold", [4, 5, 12])
 def test_secagg_plus_int_threshold_with_derived_degree(threshold):
     """SecAggPlus(threshold=<int>, k=None) must pick a degree whose groups can hold t shares.
 
-    choose_degree() resolves the int threshold against groups of size k + 1
-    starting at k = 2, which raises "threshold=4 exceeds the sharing group size
-    3" instead of skipping degrees that are too small.
+    Regression (fixed in 1ba55ad): choose_degree() resolved the int threshold
+    against groups of size k + 1 starting at k = 2, raising "threshold=4 exceeds
+    the sharing group size 3" instead of skipping degrees that are too small.
     """
     n = 12
     proto = protocols.SecAggPlus(threshold=threshold, bits=32, clip=1.0)
