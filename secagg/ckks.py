@@ -101,11 +101,13 @@ from .encoding import check_finite
 __all__ = [
     "HE_STANDARD_MAX_LOG_Q",
     "CKKSParams",
+    "add_loaded",
     "context_params",
     "decrypt_vector",
     "encrypt_vector",
     "export_public_context",
     "export_secret_context",
+    "load_encrypted",
     "load_public_context",
     "load_secret_context",
     "make_context",
@@ -455,7 +457,9 @@ def decrypt_vector(secret_ctx: ts.Context, ciphertexts: Sequence[bytes], dim: in
     return np.concatenate(parts)
 
 
-def load_encrypted(public_ctx: ts.Context, ciphertexts: Sequence[bytes], dim: int) -> list[ts.CKKSVector]:
+def load_encrypted(
+    public_ctx: ts.Context, ciphertexts: Sequence[bytes], dim: int
+) -> list[ts.CKKSVector]:
     """Deserialize and validate one :func:`encrypt_vector` output of length ``dim``.
 
     For aggregators that add vectors as they arrive (:func:`add_loaded`):
@@ -471,7 +475,11 @@ def load_encrypted(public_ctx: ts.Context, ciphertexts: Sequence[bytes], dim: in
 
 
 def add_loaded(vectors: Sequence[Sequence[ts.CKKSVector]]) -> list[bytes]:
-    """Sum :func:`load_encrypted` outputs ciphertext by ciphertext; serialized result."""
+    """Sum :func:`load_encrypted` outputs ciphertext by ciphertext; serialized result.
+
+    The inputs are not modified. Raises ValueError on an empty list or on
+    vectors that differ in the number or sizes of their ciphertexts.
+    """
     if not vectors:
         raise ValueError("nothing to sum")
     totals = [v.copy() for v in vectors[0]]
@@ -479,5 +487,7 @@ def add_loaded(vectors: Sequence[Sequence[ts.CKKSVector]]) -> list[bytes]:
         if len(vector) != len(totals):
             raise ValueError("encrypted vectors differ in the number of ciphertexts")
         for acc, part in zip(totals, vector, strict=True):
+            if part.size() != acc.size():
+                raise ValueError("encrypted vectors differ in ciphertext sizes")
             acc.add_(part)
     return [t.serialize() for t in totals]

@@ -316,3 +316,31 @@ def test_ciphertext_decoder_truncation_and_bit_flips(coarse_contexts, cut, flips
         C.decrypt_vector(secret, total, 7)
     except ValueError:
         pass
+
+
+def test_load_encrypted_then_add_loaded_matches_sum_encrypted(coarse_contexts):
+    params, secret, public = coarse_contexts
+    dim = params.slots + 9
+    xs = _data(3, 4, dim, 2.0)
+    blobs = [C.encrypt_vector(public, x) for x in xs]
+    loaded = [C.load_encrypted(public, b, dim) for b in blobs]
+    total = C.add_loaded(loaded)
+    got = C.decrypt_vector(secret, total, dim)
+    assert np.max(np.abs(got - np.sum(xs, axis=0))) <= params.error_bound(4, 2.0)
+    # The loaded inputs are left untouched and can be summed again.
+    np.testing.assert_allclose(C.decrypt_vector(secret, C.add_loaded(loaded), dim), got, atol=1e-9)
+    with pytest.raises(ValueError):
+        C.load_encrypted(public, blobs[0], dim + 1)  # last chunk size differs
+    with pytest.raises(ValueError):
+        C.load_encrypted(public, blobs[0], params.slots)  # wrong count
+    with pytest.raises(ValueError):
+        C.load_encrypted(public, blobs[0], 0)
+    with pytest.raises(ValueError):
+        C.load_encrypted(public, [b"garbage", blobs[0][1]], dim)
+    other = C.load_encrypted(public, C.encrypt_vector(public, np.ones(dim - 1)), dim - 1)
+    with pytest.raises(ValueError):
+        C.add_loaded([loaded[0], other])  # same count, different last size
+    with pytest.raises(ValueError):
+        C.add_loaded([loaded[0], loaded[1][:1]])
+    with pytest.raises(ValueError):
+        C.add_loaded([])
