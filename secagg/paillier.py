@@ -148,6 +148,7 @@ MIN_KEY_BITS = 512
 MAX_KEY_BITS = 8192
 
 _PK_MAGIC = b"SAPK"
+_SK_MAGIC = b"SASK"
 _PK_VERSION = 1
 _PK_HEADER = len(_PK_MAGIC) + 1 + 2  # magic, version, uint16 length of n
 
@@ -270,8 +271,9 @@ class PaillierPublicKey:
 class PaillierPrivateKey:
     """A Paillier private key: the factors ``p``, ``q`` plus CRT constants.
 
-    Only the decryptor holds one. ``repr`` does not show the factors. There is
-    deliberately no serialization here; keep it in the process that made it.
+    Only the decryptor holds one. ``repr`` does not show the factors.
+    :meth:`to_bytes` exists for the key holder's own storage (it *is* the
+    secret key: never send it anywhere).
     """
 
     __slots__ = ("_hp", "_hq", "_p", "_psquare", "_q", "_q_inv_p", "_qsquare", "public_key")
@@ -296,6 +298,49 @@ class PaillierPrivateKey:
     def to_phe(self) -> _phe.PaillierPrivateKey:
         """The same key as a :class:`phe.paillier.PaillierPrivateKey`."""
         return _phe.PaillierPrivateKey(self.public_key.to_phe(), int(self._p), int(self._q))
+
+    def to_bytes(self) -> bytes:
+        """``b"SASK" || version || len(p) (uint16) || p || len(q) (uint16) || q``, big-endian.
+
+        SECRET: whoever has these bytes can decrypt everything under this key.
+        """
+        out = bytearray(_SK_MAGIC + bytes([_PK_VERSION]))
+        for f in (int(self._p), int(self._q)):
+            body = f.to_bytes((f.bit_length() + 7) // 8, "big")
+            out += len(body).to_bytes(2, "big") + body
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PaillierPrivateKey:
+        """Decode :meth:`to_bytes` output.
+
+        Raises ValueError on a wrong magic, version or length, non-minimal
+        encodings, or factors that are not distinct probable primes whose
+        product is a valid modulus.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"private key must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if data[: len(_SK_MAGIC)] != _SK_MAGIC or len(data) < len(_SK_MAGIC) + 1:
+            raise ValueError("not a Paillier private key (bad magic)")
+        if data[len(_SK_MAGIC)] != _PK_VERSION:
+            raise ValueError(f"unsupported private key version {data[len(_SK_MAGIC)]}")
+        pos, factors = len(_SK_MAGIC) + 1, []
+        for _ in range(2):
+            if len(data) < pos + 2:
+                raise ValueError("private key truncated")
+            length = int.from_bytes(data[pos : pos + 2], "big")
+            body = data[pos + 2 : pos + 2 + length]
+            if length == 0 or len(body) != length or body[0] == 0:
+                raise ValueError("private key factor truncated or not minimally encoded")
+            factors.append(int.from_bytes(body, "big"))
+            pos += 2 + length
+        if pos != len(data):
+            raise ValueError("trailing bytes after the private key")
+        p, q = factors
+        if p == q or not (gmpy2.is_prime(p, 25) and gmpy2.is_prime(q, 25)):
+            raise ValueError("private key factors are not distinct primes")
+        return cls(PaillierPublicKey(p * q), p, q)
 
     def decrypt_raw(self, ciphertext: int) -> int:
         """Decrypt one ciphertext to its plaintext in ``[0, n)`` (CRT, Paillier 1999 §7)."""

@@ -466,3 +466,44 @@ def test_generate_keypair_validation():
     assert sk.decrypt_raw(P.encrypt_packed(pk, [12], workers=1)[0]) == 12
     with pytest.raises(ValueError):
         P.PaillierPrivateKey(pk, 3, 5)
+
+
+def test_private_key_bytes_roundtrip_and_rejection(keypair_1024):
+    pk, sk = keypair_1024
+    data = sk.to_bytes()
+    assert data[:5] == b"SASK\x01"
+    restored = P.PaillierPrivateKey.from_bytes(data)
+    assert restored.public_key == pk
+    cts = P.encrypt_packed(pk, [5, 6], workers=1)
+    assert P.decrypt_packed(restored, cts) == [5, 6]
+    p_len = int.from_bytes(data[5:7], "big")
+    bad_inputs = [
+        b"",
+        data[:4],
+        data[:-1],
+        data + b"\x00",
+        b"SAPK" + data[4:],
+        data[:4] + b"\x09" + data[5:],
+        data[:7] + data[7 + p_len + 2 :],  # q only
+        data[:5] + data[7 + p_len :] + data[7 + p_len :],  # q twice
+        data[:5] + (p_len + 1).to_bytes(2, "big") + b"\x00" + data[7:],  # leading zero
+    ]
+    for bad in bad_inputs:
+        with pytest.raises(ValueError):
+            P.PaillierPrivateKey.from_bytes(bad)
+    composite = (_P * 3).to_bytes(((_P * 3).bit_length() + 7) // 8, "big")
+    body_q = _Q.to_bytes(64, "big")
+    with pytest.raises(ValueError):
+        P.PaillierPrivateKey.from_bytes(
+            b"SASK\x01" + len(composite).to_bytes(2, "big") + composite + b"\x00\x40" + body_q
+        )
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_private_key_decoder_fuzz(data):
+    try:
+        key = P.PaillierPrivateKey.from_bytes(b"SASK\x01" + data)
+    except ValueError:
+        return
+    assert key.to_bytes() == b"SASK\x01" + data
