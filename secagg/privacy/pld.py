@@ -68,6 +68,8 @@ _EPS_MACH = float(np.finfo(np.float64).eps)
 #: composed mass allowed outside the FFT window. Both are added to δ.
 _TRUNCATION_MASS = 1e-30
 _WINDOW_TAIL = 1e-20
+#: Compose by direct convolution when it costs fewer multiply-adds than this.
+_DIRECT_MAX_COST = 3e7
 #: Largest FFT size; beyond it Δ is coarsened (still an upper bound).
 _MAX_FFT = 1 << 23
 #: Chernoff orders λ (> 0 upper tail, < 0 lower tail).
@@ -168,7 +170,9 @@ class _GaussianLoss(_Loss):
             return (2 * x - 1) / (2 * s2)
 
         if self.remove:
-            return float(_mix(base(-s * z), self.q)), float(_mix(base(1 + s * z), self.q))
+            # P = (1-q)N(0,σ²) + qN(1,σ²): its lower tail is N(0,σ²)'s unless q = 1.
+            x_lo = (1.0 if self.q == 1.0 else 0.0) - s * z
+            return float(_mix(base(x_lo), self.q)), float(_mix(base(1 + s * z), self.q))
         return float(-_mix(base(s * z), self.q)), float(-_mix(base(-s * z), self.q))
 
 
@@ -192,6 +196,11 @@ class _LaplaceLoss(_Loss):
         """
         b = self.b
         t = np.asarray(t, dtype=np.float64)
+        # Grid points are aligned to the atoms at ±1/b, but the round trip
+        # through log/exp can land 1 ulp off; snap so an atom on a grid point
+        # stays on it (a move of ≤ 1e-9 relative, far below any other error).
+        for atom in (1 / b, -1 / b):
+            t = np.where(np.abs(t - atom) <= 1e-9 / b, atom, t)
         with np.errstate(invalid="ignore"):
             u = np.clip((b * t + 1) / 2, 0.0, 1.0)
         lp_above = np.log1p(-0.5 * np.exp((u - 1) / b))  # P0(X > u), X ~ Lap(1, b)
@@ -372,13 +381,19 @@ class _Composed:
     suffix: np.ndarray  # S_i = Σ_{j≥i} p_j
     decayed: np.ndarray  # E_i = Σ_{j≥i} p_j e^{-(j-i)Δ}
     grid_delta: np.ndarray  # δ(ℓ_i) of the finite part, at each grid loss
-    extra: float  # inf mass + window tail bound + negative round-off, added to δ
-    per_bin: float  # round-off bound per bin, added for every bin above ε
+    extra: float  # inf mass + window tail bound, added to δ
+    noise: float  # round-off scale per bin; 10·noise·sqrt(#bins above ε) is added to δ
     inf_mass: float
     pmfs: list[tuple[_PMF, int]]  # the single-step PMFs, for the Chernoff path
     _log_mgf: np.ndarray | None = None
 
     # -- FFT path ------------------------------------------------------------
+    def _allowance(self, n_above: np.ndarray | int) -> np.ndarray | float:
+        # FFT round-off behaves like independent per-bin errors of scale
+        # `noise`; δ sums (weights ≤ 1) over the bins above ε, so the error
+        # grows like sqrt(#bins). Factor 10 of safety on that estimate.
+        return 10.0 * self.noise * np.sqrt(n_above)
+
     def delta_fft(self, eps: float) -> float:
         n = self.probs.size
         i = max(math.floor(eps / self.delta - self.lo) + 1, 0)  # first grid loss > ε
@@ -386,24 +401,24 @@ class _Composed:
             return min(1.0, self.extra)
         li = (self.lo + i) * self.delta
         d = self.suffix[i] - math.exp(eps - li) * self.decayed[i]
-        return min(1.0, max(d, 0.0) + self.extra + self.per_bin * (n - i))
+        return min(1.0, max(d, 0.0) + self.extra + float(self._allowance(n - i)))
 
     def epsilon_fft(self, delta: float) -> float:
         n = self.probs.size
         t = delta - self.extra
-        if t <= self.per_bin:
+        if t <= 0:
             return math.inf
-        # δ at grid loss ℓ_i, with the round-off allowance of the bins above it.
-        bound = self.grid_delta + self.per_bin * (n - 1 - np.arange(n))
+        # δ at each grid loss ℓ_i plus the round-off allowance of the bins above.
+        bound = self.grid_delta + self._allowance(n - 1 - np.arange(n))
         above = np.flatnonzero(bound > t)
         i = int(above[-1]) + 1 if above.size else 0  # last crossing: robust to noise
         if i >= n:
             return math.inf
-        t -= self.per_bin * (n - i)
-        if t <= 0:
-            return (self.lo + i) * self.delta
-        s, e = self.suffix[i], self.decayed[i]
+        t -= float(self._allowance(n - i))
         li = (self.lo + i) * self.delta
+        if t <= 0:
+            return li
+        s, e = self.suffix[i], self.decayed[i]
         if s - t <= 0 or e <= 0:
             return 0.0 if i == 0 else li
         # On (ℓ_{i-1}, ℓ_i], δ(ε) = S_i - e^{ε-ℓ_i} E_i exactly: solve for ε.
@@ -436,7 +451,56 @@ class _Composed:
 
     def reliable(self, delta: float) -> bool:
         """True if the FFT answer at ``delta`` is not dominated by its error terms."""
-        return delta > 1e3 * (self.extra + self.per_bin * self.probs.size)
+        return delta > 1e3 * (self.extra + float(self._allowance(self.probs.size)))
+
+
+@dataclasses.dataclass
+class _ExactGaussian:
+    """The Gaussian mechanism in closed form (same query interface as _Composed).
+
+    δ(ε) = Φ(μ/2 - ε/μ) - e^ε Φ(-μ/2 - ε/μ) with μ = 1/σ (Balle & Wang,
+    ICML 2018, Thm. 8); ε(δ) by bisection on that monotone function, keeping
+    the upper end of the bracket. Used when everything composed is un-sampled
+    Gaussians (which compose to one Gaussian exactly).
+    """
+
+    mu: float
+    inf_mass: float = 0.0
+
+    def delta_fft(self, eps: float) -> float:
+        mu = self.mu
+        la = float(special.log_ndtr(mu / 2 - eps / mu))
+        lb = eps + float(special.log_ndtr(-mu / 2 - eps / mu))
+        if la == -math.inf:
+            return 0.0
+        return min(1.0, max(0.0, math.exp(la) * -math.expm1(min(lb - la, 0.0))))
+
+    def epsilon_fft(self, delta: float) -> float:
+        if delta <= 0:
+            return math.inf
+        if self.delta_fft(0.0) <= delta:
+            return 0.0
+        lo, hi = 0.0, max(1.0, self.mu * self.mu)
+        while self.delta_fft(hi) > delta:
+            lo, hi = hi, 2 * hi
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            if mid in (lo, hi):
+                break
+            if self.delta_fft(mid) > delta:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+    def reliable(self, delta: float) -> bool:
+        return True
+
+    def epsilon_chernoff(self, delta: float) -> float:  # pragma: no cover - never needed
+        return math.inf
+
+    def delta_chernoff(self, eps: float) -> float:  # pragma: no cover - never needed
+        return 1.0
 
 
 class _WindowTooLarge(Exception):
@@ -488,19 +552,78 @@ def _power(f: np.ndarray, n: int) -> np.ndarray:
     return np.ones_like(f) if result is None else result
 
 
-def _compose(pmfs: list[tuple[_PMF, int]], delta: float) -> _Composed:
-    """T-fold compositions of all PMFs (one direction), by one FFT power each.
+def _direct_cost(pmfs: list[tuple[_PMF, int]]) -> float:
+    """Multiply-adds of composing by direct convolution (squaring), roughly."""
+    total, length = 0.0, 1
+    for p, c in pmfs:
+        n = p.probs.size
+        k = c.bit_length()
+        total += k * (c * n) ** 2 / 2 + length * c * n
+        length += c * (n - 1)
+    return total
 
-    Raises :class:`_WindowTooLarge` if the window would need more than
-    _MAX_FFT bins at this Δ.
+
+def _finish(
+    pmfs: list[tuple[_PMF, int]],
+    delta: float,
+    lo: int,
+    probs: np.ndarray,
+    extra: float,
+    noise: float,
+    inf_mass: float,
+) -> _Composed:
+    suffix = np.cumsum(probs[::-1])[::-1]
+    decayed = signal.lfilter([1.0], [1.0, -math.exp(-delta)], probs[::-1])[::-1]
+    grid_delta = np.empty_like(probs)
+    grid_delta[:-1] = suffix[1:] - (decayed[:-1] - probs[:-1])
+    grid_delta[-1] = 0.0
+    return _Composed(
+        lo=lo,
+        delta=delta,
+        probs=probs,
+        suffix=suffix,
+        decayed=decayed,
+        grid_delta=grid_delta,
+        extra=extra,
+        noise=noise,
+        inf_mass=inf_mass,
+        pmfs=pmfs,
+    )
+
+
+def _compose(pmfs: list[tuple[_PMF, int]], delta: float) -> _Composed:
+    """T-fold compositions of all PMFs (one direction).
+
+    Small compositions are convolved directly (all terms non-negative, so no
+    round-off floor); others by one FFT power per component on a window of
+    the circle. Raises :class:`_WindowTooLarge` if the window would need more
+    than _MAX_FFT bins at this Δ.
     """
-    counts = np.array([c for _, c in pmfs], dtype=np.float64)
     # Infinite mass: 1 - Π (1 - ι_c)^{T_c}.
-    log_fin = float(sum(c * math.log1p(-min(p.inf_mass, 1.0)) for p, c in pmfs))
+    if any(p.inf_mass >= 1.0 for p, _ in pmfs):
+        log_fin = -math.inf
+    else:
+        log_fin = float(sum(c * math.log1p(-p.inf_mass) for p, c in pmfs))
     inf_mass = -math.expm1(log_fin) if log_fin > -math.inf else 1.0
     if inf_mass >= 1.0:
-        one = np.zeros(1)
-        return _Composed(0, delta, one, one, one, one, 1.0, 0.0, 1.0, pmfs)
+        zero = np.zeros(1)
+        return _finish(pmfs, delta, 0, zero, 1.0, 0.0, 1.0)
+
+    if _direct_cost(pmfs) <= _DIRECT_MAX_COST:
+        out = np.ones(1)
+        lo = 0
+        for p, c in pmfs:
+            lo += c * p.lo
+            base, k = p.probs, c
+            while k:  # exponentiation by squaring with exact convolutions
+                if k & 1:
+                    out = np.convolve(out, base)
+                k >>= 1
+                if k:
+                    base = np.convolve(base, base)
+        # Sums of non-negative products: only a relative error ≤ n·eps per
+        # bin (~1e-11), no absolute round-off floor, so no allowance is needed.
+        return _finish(pmfs, delta, lo, out, inf_mass, 0.0, inf_mass)
 
     # Window [bottom, top] from Chernoff bounds on both tails, with exact
     # cumulant generating functions of the discretised PMFs.
@@ -521,45 +644,20 @@ def _compose(pmfs: list[tuple[_PMF, int]], delta: float) -> _Composed:
         u = float(np.exp(log_mgf(lam_u)[0] - lam_top * (i_bot + nfft) * delta))
 
     spec = np.ones(nfft // 2 + 1, dtype=np.complex128)
-    log_mag = np.zeros(nfft // 2 + 1)  # Σ_c (T_c - 1) log|F_c|, for the round-off bound
     for p, c in pmfs:
         pos_idx = (p.lo + np.arange(p.probs.size)) % nfft  # circular, by absolute loss
         f = sp_fft.rfft(np.bincount(pos_idx, weights=p.probs, minlength=nfft))
         spec *= _power(f, c)
-        with np.errstate(divide="ignore"):
-            log_mag += (c - 1) * np.log(np.abs(f))
     out = sp_fft.irfft(spec, nfft)
     probs = np.roll(out, -(i_bot % nfft))  # probs[j] is loss (i_bot + j)Δ
 
-    # Round-off of an FFT power: each coefficient F^T has error
-    # ≲ T·|F|^{T-1}·(log2(n)+T)·eps (transform error amplified by the power,
-    # plus the squarings); the inverse transform spreads Σ|error|/n onto every
-    # bin. Bounded per bin and multiplied by the number of bins.
-    mag_sum = float(np.exp(log_mag).sum())
-    log_n = math.log2(nfft)
-    per_bin = _EPS_MACH * (
-        (float(counts.sum()) + 2.0) * log_n * 2.0 * mag_sum / nfft
-        + 4.0 * log_n * float(np.abs(probs).max())
-    )
-    extra = inf_mass + u + max(0.0, -float(probs.min()))
-
-    suffix = np.cumsum(probs[::-1])[::-1]
-    decayed = signal.lfilter([1.0], [1.0, -math.exp(-delta)], probs[::-1])[::-1]
-    grid_delta = np.empty_like(probs)
-    grid_delta[:-1] = suffix[1:] - (decayed[:-1] - probs[:-1])
-    grid_delta[-1] = 0.0
-    return _Composed(
-        lo=i_bot,
-        delta=delta,
-        probs=probs,
-        suffix=suffix,
-        decayed=decayed,
-        grid_delta=grid_delta,
-        extra=extra,
-        per_bin=per_bin,
-        inf_mass=inf_mass,
-        pmfs=pmfs,
-    )
+    # Round-off scale per bin. The window always contains bins whose true
+    # mass is far below float64 resolution (its tails reach 1e-20), where the
+    # output is pure round-off; the most negative value measures it. Floor:
+    # the textbook eps·sqrt(log2 n)·max relative error of an FFT. (Checked
+    # against long-double FFTs: the actual error is 2-3x below this scale.)
+    noise = max(-float(probs.min()), _EPS_MACH * math.sqrt(math.log2(nfft)) * float(probs.max()))
+    return _finish(pmfs, delta, i_bot, probs, inf_mass + u, noise, inf_mass)
 
 
 # ---------------------------------------------------------------------------
@@ -622,7 +720,10 @@ class PLDAccountant(PrivacyAccountant):
             raise ValueError(f"target_error must be positive, got {target_error!r}")
         self._fixed_delta = value_discretization_interval
         self._target_error = float(target_error)
-        self._cache: list[_Composed] | None = None
+        # Tail mass moved to +∞ in total (split over components and steps);
+        # lowered on demand when a smaller δ is queried.
+        self._truncation = _TRUNCATION_MASS
+        self._cache: list[_Composed | _ExactGaussian] | None = None
 
     def _check_leaf(self, leaf: _Leaf) -> str | None:
         if isinstance(leaf, (_SampledGaussian, _SampledLaplace, _SampledNonPrivate)):
@@ -647,9 +748,9 @@ class PLDAccountant(PrivacyAccountant):
             worst = 0.0
             for remove in directions:
                 loss = _losses(leaf, remove)
-                lo, hi = loss.loss_range(math.log(_TRUNCATION_MASS / c))
+                lo, hi = loss.loss_range(self._log_tau(c))
                 d0 = max(hi - lo, 1e-12) / 4096
-                pmf = _discretize(loss, d0, math.log(_TRUNCATION_MASS / c))
+                pmf = _discretize(loss, d0, self._log_tau(c))
                 w = pmf.probs.sum()
                 if w <= 0:
                     continue
@@ -665,20 +766,44 @@ class PLDAccountant(PrivacyAccountant):
         d = math.sqrt(self._target_error / (max(steps, 1) * (0.125 + 0.25 / s_eff)))
         return float(min(d, s_eff / 50.0, 0.05))
 
-    def _composed(self) -> list[_Composed]:
+    def _merged_leaves(self) -> list[tuple[_Leaf, int]]:
+        """Leaves with all un-sampled Gaussians merged into one (exact).
+
+        T Gaussian mechanisms with noise multipliers σ_i compose to exactly one
+        Gaussian with σ = (Σ σ_i^-2)^(-1/2), so they need no numerical
+        composition at all (a large accuracy and speed win for many steps).
+        """
+        leaves, inv_sq = [], 0.0
+        for leaf, c in self._sorted_leaves():
+            if isinstance(leaf, _SampledGaussian) and leaf.q == 1.0:
+                inv_sq += c / leaf.sigma**2
+            else:
+                leaves.append((leaf, c))
+        if inv_sq > 0:
+            leaves.append((_SampledGaussian(1.0, inv_sq**-0.5), 1))
+        return leaves
+
+    def _composed(self) -> list[_Composed | _ExactGaussian]:
         if self._cache is not None:
             return self._cache
-        leaves = self._sorted_leaves()
+        leaves = self._merged_leaves()
         if not leaves:
             self._cache = []
             return self._cache
+        if (
+            len(leaves) == 1
+            and isinstance(leaves[0][0], _SampledGaussian)
+            and leaves[0][0].q == 1.0
+        ):
+            self._cache = [_ExactGaussian(1.0 / leaves[0][0].sigma)]
+            return self._cache
         directions = [True] if all(_symmetric(leaf) for leaf, _ in leaves) else [True, False]
         base_delta = self._choose_delta(leaves, directions)
-        out = []
+        out: list[_Composed | _ExactGaussian] = []
         for remove in directions:
             delta = base_delta
             atoms = {_losses(leaf, remove).top_atom() for leaf, _ in leaves} - {None, 0.0}
-            if len(atoms) == 1 and self._fixed_delta is None:
+            if len(atoms) == 1 and self._fixed_delta is None and abs(next(iter(atoms))) >= delta:
                 # Put the largest atom (e.g. Laplace's pure-DP loss 1/b) on the
                 # grid: splitting it would shift the composed maximum loss by
                 # up to T·Δ, a first-order error in the small-δ regime.
@@ -686,7 +811,7 @@ class PLDAccountant(PrivacyAccountant):
                 delta = v / math.ceil(v / delta)
             for _attempt in range(3):
                 pmfs = [
-                    (_discretize(_losses(leaf, remove), delta, math.log(_TRUNCATION_MASS / c)), c)
+                    (_discretize(_losses(leaf, remove), delta, self._log_tau(c)), c)
                     for leaf, c in leaves
                 ]
                 try:
@@ -700,6 +825,24 @@ class PLDAccountant(PrivacyAccountant):
         self._cache = out
         return out
 
+    def _log_tau(self, count: int) -> float:
+        # Per-step truncation mass: the total over all steps and components
+        # is at most self._truncation.
+        return math.log(self._truncation / (count * max(1, len(self._counts))))
+
+    def _resolve(self, delta: float) -> None:
+        """Lower the truncation mass (and rebuild) if ``delta`` is near it."""
+        if delta <= 0 or delta >= 1e4 * self._truncation:
+            return
+        new = delta * 1e-4
+        if new < 1e-300:
+            raise ValueError(
+                f"delta={delta!r} is below what float64 PLD accounting can resolve "
+                "(~1e-296); use RDPAccountant for such a delta"
+            )
+        self._truncation = new
+        self._cache = None
+
     # -- queries ----------------------------------------------------------------
     def get_epsilon(self, delta: float) -> float:
         """Smallest ε with δ(ε) ≤ ``delta`` for the pessimistic PLD (max over add/remove).
@@ -708,10 +851,11 @@ class PLDAccountant(PrivacyAccountant):
         at or below the mass of infinite privacy loss).
         """
         delta = _validate_delta(delta)
+        if delta >= 1.0 or not self._counts:
+            return 0.0
+        self._resolve(delta)
         composed = self._composed()
         if not composed:
-            return 0.0
-        if delta >= 1.0:
             return 0.0
         worst = 0.0
         for c in composed:
@@ -726,9 +870,15 @@ class PLDAccountant(PrivacyAccountant):
     def get_delta(self, epsilon: float) -> float:
         """Smallest δ this accountant certifies for ``epsilon`` (max over add/remove)."""
         epsilon = _validate_epsilon(epsilon)
+        worst = self._delta(epsilon)
+        if 0 < worst < 1e4 * self._truncation and self._truncation > 1e-290:
+            # The answer is near the truncation floor: refine once.
+            self._resolve(max(worst, 1e-296))
+            worst = self._delta(epsilon)
+        return worst
+
+    def _delta(self, epsilon: float) -> float:
         composed = self._composed()
-        if not composed:
-            return 0.0
         worst = 0.0
         for c in composed:
             if math.isinf(epsilon):

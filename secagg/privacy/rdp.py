@@ -108,6 +108,9 @@ def _log_a_minus_1_int(q: float, sigma: float, alpha: int) -> float:
 
 
 _SERIES_TERMS = 48
+#: Above this many quadrature points (over all fractional orders of one
+#: call), fractional orders fall back to the next integer order.
+_MAX_QUADRATURE_POINTS = 2e6
 
 
 def _log_h(x: np.ndarray, log1px: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -185,12 +188,26 @@ def _rdp_sampled_gaussian(q: float, sigma: float, orders: np.ndarray) -> np.ndar
     if q == 1.0:
         return orders / (2 * sigma**2)
     is_int = orders == np.floor(orders)
+    frac = ~is_int
+    # Quadrature cost grows like α/σ²; past a cap, bound a fractional order
+    # by the exact value at ⌈α⌉ instead (RDP is non-decreasing in α, so this
+    # is a valid, slightly looser bound).
+    if frac.any():
+        h = min(sigma, math.pi * sigma**2) / 8.0
+        points = (float(orders[frac].max()) + 20 * sigma) / h * frac.sum()
+        if points > _MAX_QUADRATURE_POINTS:
+            orders_eval = np.where(frac, np.ceil(orders), orders)
+            is_int, frac = np.ones_like(is_int), np.zeros_like(frac)
+        else:
+            orders_eval = orders
+    else:
+        orders_eval = orders
     for k in np.flatnonzero(is_int):
-        out[k] = _log_a_minus_1_int(q, sigma, int(orders[k]))
-    if (~is_int).any():
-        out[~is_int] = _log_a_minus_1_frac(q, sigma, orders[~is_int])
+        out[k] = _log_a_minus_1_int(q, sigma, int(orders_eval[k]))
+    if frac.any():
+        out[frac] = _log_a_minus_1_frac(q, sigma, orders[frac])
     # RDP = log(A_α)/(α-1) = log1p(A_α - 1)/(α-1).
-    return np.logaddexp(0.0, out) / (orders - 1)
+    return np.logaddexp(0.0, out) / (orders_eval - 1)
 
 
 def rdp_poisson_sampled_gaussian(
@@ -366,7 +383,8 @@ def compute_delta_from_rdp(
         if r <= 0:
             logd[k] = -math.inf
             continue
-        ld = 0.5 * math.log1p(-math.exp(-r))
+        # KL/Pinsker bound δ ≤ sqrt(1 - e^{-r}); -expm1 keeps tiny r accurate.
+        ld = 0.5 * math.log(-math.expm1(-r)) if math.isfinite(r) else 0.0
         if a > 1.01 and math.isfinite(epsilon):
             ld = min(ld, (a - 1) * (r - epsilon + math.log1p(-1 / a)) - math.log(a))
         elif math.isinf(epsilon) and math.isfinite(r):
@@ -456,9 +474,29 @@ class RDPAccountant(PrivacyAccountant):
             self._rdp_cache = total
         return self._rdp_cache.copy()
 
+    def _pure_epsilon(self) -> float:
+        """Σ count/b if every leaf is a (non-sampled) Laplace, else inf.
+
+        Basic composition of pure DP (Dwork et al. 2006): a pure-DP
+        composition is (Σ ε_i, 0)-DP, which the RDP conversion does not
+        always recover (it can exceed Σ ε_i at tiny δ).
+        """
+        total = 0.0
+        for leaf, c in self._sorted_leaves():
+            if not (isinstance(leaf, _SampledLaplace) and leaf.q == 1.0):
+                return math.inf
+            total += c / leaf.b
+        return total
+
     def get_epsilon_and_optimal_order(self, delta: float) -> tuple[float, float]:
-        """``(epsilon, order)``: the certified ε for ``delta`` and the order achieving it."""
-        return compute_epsilon_from_rdp(self._orders, self.rdp, delta)
+        """``(epsilon, order)``: the certified ε for ``delta`` and the order achieving it.
+
+        The order is ``inf`` when the pure-DP bound of a Laplace-only
+        composition is the better one.
+        """
+        eps, order = compute_epsilon_from_rdp(self._orders, self.rdp, delta)
+        pure = self._pure_epsilon()
+        return (pure, math.inf) if pure < eps else (eps, order)
 
     def get_epsilon(self, delta: float) -> float:
         """Certified ε for ``delta`` (CKS 2020 Prop. 12 conversion); ``inf`` if unbounded."""
@@ -466,6 +504,9 @@ class RDPAccountant(PrivacyAccountant):
 
     def get_delta_and_optimal_order(self, epsilon: float) -> tuple[float, float]:
         """``(delta, order)``: the certified δ for ``epsilon`` and the order achieving it."""
+        epsilon = _validate_epsilon(epsilon)
+        if epsilon >= self._pure_epsilon():
+            return 0.0, math.inf
         return compute_delta_from_rdp(self._orders, self.rdp, epsilon)
 
     def get_delta(self, epsilon: float) -> float:
