@@ -15,6 +15,7 @@ from .errors import (
     ProtocolAborted,
     ProtocolError,
     RemoteProtocolError,
+    SnapshotError,
     WireFormatError,
 )
 from .messages import Message
@@ -41,6 +42,7 @@ __all__ = [
     "ServerResult",
     "ServerSession",
     "SimulationResult",
+    "SnapshotError",
     "Stats",
     "WireFormatError",
     "simulate",

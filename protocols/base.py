@@ -28,8 +28,9 @@ import numpy as np
 
 from secagg.framing import length_prefixed
 
+from . import snapshot as _snapshot
 from . import wire
-from .errors import LocalProtocolError, ProtocolAborted, RemoteProtocolError
+from .errors import LocalProtocolError, ProtocolAborted, RemoteProtocolError, SnapshotError
 from .messages import Abort, Message
 
 __all__ = [
@@ -54,11 +55,13 @@ class State:
     NAME: ClassVar[str] = "state"
 
 
+@_snapshot.state
 @dataclass
 class Completed(State):
     NAME: ClassVar[str] = "completed"
 
 
+@_snapshot.state
 @dataclass
 class Aborted(State):
     reason: str = ""
@@ -199,6 +202,45 @@ class ClientSession(Session):
         """Give the client its vector; returns messages to send if it was waiting for it."""
         raise NotImplementedError
 
+    # -- snapshots (protocols.snapshot) ------------------------------------------
+    SNAPSHOT_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Attributes besides the state object that change during a round (e.g. the input)."""
+
+    proto: AggregationProtocol
+    dim: int
+
+    def snapshot(self, *, key: bytes | None = None) -> bytes:
+        """The session as bytes, for ``proto.restore_client()`` (see :mod:`protocols.snapshot`).
+
+        The bytes hold the client's secrets: keep them on the client, or pass
+        a 32-byte ``key`` to encrypt them (AES-256-GCM) for storage elsewhere.
+        """
+        return _snapshot.dump_client(self, key=key)
+
+    def _snapshot_fields(self) -> dict[str, object]:
+        names = ("_state", "_started", *self.SNAPSHOT_FIELDS)
+        return {name: getattr(self, name) for name in names}
+
+    def _restore_fields(self, fields: dict) -> None:
+        expected = {"_state", "_started", *self.SNAPSHOT_FIELDS}
+        if set(fields) != expected:
+            raise SnapshotError(
+                f"{type(self).__name__} snapshot has fields {sorted(map(str, fields))}, "
+                f"expected {sorted(expected)}"
+            )
+        # A state of another session class would break the transition table's
+        # assumptions; accept only this module's states and the shared end states.
+        st = fields["_state"]
+        if not isinstance(st, State) or type(st).__module__ not in (
+            type(self).__module__,
+            __name__,
+        ):
+            raise SnapshotError(f"{type(st).__name__} is not a state of {type(self).__name__}")
+        if not isinstance(fields["_started"], bool):
+            raise SnapshotError("snapshot field _started is not a bool")
+        for name, value in fields.items():
+            setattr(self, name, value)
+
 
 class ServerSession(Session):
     """A server: validates each message before changing any state, so a rejected
@@ -274,6 +316,19 @@ class AggregationProtocol(ABC):
                 *self._digest_fields(),
             )
         ).digest()
+
+    def restore_client(
+        self, snapshot: bytes, *, rng=None, key: bytes | None = None
+    ) -> ClientSession:
+        """A client session from ``session.snapshot()`` bytes (see :mod:`protocols.snapshot`).
+
+        The restored session continues the round where the snapshot was taken,
+        drawing any further randomness from ``rng`` (default: the OS CSPRNG).
+        Pass the ``key`` the snapshot was encrypted with, if any. Raises
+        :class:`~protocols.errors.SnapshotError` if the bytes are not a valid
+        snapshot of a client of this very configuration.
+        """
+        return _snapshot.load_client(self, snapshot, rng=rng, key=key)
 
     def check_dropout_stage(self, stage: str) -> str:
         if stage not in self.DROPOUT_STAGES:

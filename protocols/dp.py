@@ -60,8 +60,9 @@ from secagg.privacy import (
 from secagg.privacy.rotation import next_power_of_two
 from secagg.randomness import RandomSource, default_rng
 
+from . import snapshot as _snapshot
 from .base import AggregationProtocol, ServerResult
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, SnapshotError
 from .messages import Message, RoundStart
 from .secagg.config import SecAgg
 
@@ -200,6 +201,9 @@ class _Delegating:
 class DPClient(_Delegating):
     """Clips and noises the client's input, then hands it to the inner client."""
 
+    # Besides the inner session's own fields (see ClientSession.SNAPSHOT_FIELDS).
+    SNAPSHOT_FIELDS = ("_input", "_round_start", "_handed_over")
+
     def __init__(
         self, proto: DifferentiallyPrivate, inner, dim: int, rng: RandomSource | None
     ) -> None:
@@ -209,6 +213,38 @@ class DPClient(_Delegating):
         self._input: np.ndarray | None = None
         self._round_start: RoundStart | None = None
         self._handed_over = False
+
+    @property
+    def party_id(self) -> int:
+        return self.inner.party_id
+
+    @property
+    def round(self) -> int:
+        return self.inner.round
+
+    def snapshot(self, *, key: bytes | None = None) -> bytes:
+        """The session as bytes, for ``proto.restore_client()`` (see :mod:`protocols.snapshot`).
+
+        Holds the clipped input and the inner session's secrets: keep it on the
+        client, or pass a 32-byte ``key`` to encrypt it.
+        """
+        return _snapshot.dump_client(self, key=key)
+
+    def _snapshot_fields(self) -> dict[str, object]:
+        fields = {name: getattr(self, name) for name in self.SNAPSHOT_FIELDS}
+        return {**fields, "inner": self.inner._snapshot_fields()}
+
+    def _restore_fields(self, fields: dict) -> None:
+        expected = {*self.SNAPSHOT_FIELDS, "inner"}
+        if set(fields) != expected or not isinstance(fields["inner"], dict):
+            raise SnapshotError(f"DPClient snapshot has fields {sorted(map(str, fields))}")
+        if not isinstance(fields["_handed_over"], bool) or not isinstance(
+            fields["_round_start"], (RoundStart, type(None))
+        ):
+            raise SnapshotError("DPClient snapshot fields have the wrong types")
+        self.inner._restore_fields(fields["inner"])
+        for name in self.SNAPSHOT_FIELDS:
+            setattr(self, name, fields[name])
 
     def provide_input(self, x: np.ndarray) -> list[Message]:
         if self._input is not None:

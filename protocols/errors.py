@@ -9,6 +9,9 @@
 - :class:`WireFormatError`: bytes that do not decode (a RemoteProtocolError).
 - :class:`ProtocolAborted`: the round ended without a result (too few clients
   survived, a peer misbehaved); raised when a result is requested.
+- :class:`SnapshotError`: bytes handed to ``proto.restore_client()`` are not a
+  valid session snapshot of that configuration (a LocalProtocolError: the
+  snapshot comes from the caller's own storage, not from a peer).
 
 Bad argument values (wrong dimension, NaN, a threshold out of range) raise
 ``ValueError`` naming the argument, as Python users expect.
@@ -21,6 +24,7 @@ __all__ = [
     "ProtocolAborted",
     "ProtocolError",
     "RemoteProtocolError",
+    "SnapshotError",
     "WireFormatError",
 ]
 
@@ -31,6 +35,10 @@ class ProtocolError(Exception):
 
 class LocalProtocolError(ProtocolError):
     """The local caller used a session in a way the protocol does not allow."""
+
+
+class SnapshotError(LocalProtocolError):
+    """Not a valid session snapshot: malformed, corrupted, wrong key, or another configuration."""
 
 
 class RemoteProtocolError(ProtocolError):

@@ -36,7 +36,7 @@ import numpy as np
 from secagg.encoding import check_finite
 from secagg.randomness import RandomSource, default_rng
 
-from . import wire
+from . import snapshot, wire
 from .base import (
     AggregationProtocol,
     ClientSession,
@@ -199,17 +199,20 @@ def check_decryptor(value: object) -> None:
 # -- client ---------------------------------------------------------------------------
 
 
+@snapshot.state
 @dataclass
 class _AwaitingRoundStart(State):
     NAME: ClassVar[str] = "round_start"
 
 
+@snapshot.state
 @dataclass
 class _AwaitingKey(State):
     n_clients: int
     NAME: ClassVar[str] = "advertise_keys"
 
 
+@snapshot.state
 @dataclass
 class _ReadyToEncrypt(State):
     n_clients: int
@@ -218,6 +221,7 @@ class _ReadyToEncrypt(State):
     NAME: ClassVar[str] = "masked_input"
 
 
+@snapshot.state
 @dataclass
 class _AwaitingAggregate(State):
     n_clients: int
@@ -233,6 +237,7 @@ class HEClient(ClientSession):
         (_AwaitingKey, PublicKeyBroadcast): "_on_public_key",
         (_AwaitingAggregate, EncryptedAggregate): "_on_aggregate",
     }
+    SNAPSHOT_FIELDS: ClassVar = ("_input", "is_decryptor")
 
     def __init__(
         self, proto: HEProtocol, client_id: int, dim: int, *, rng=None, round: int = 0

@@ -15,7 +15,7 @@ import numpy as np
 
 from secagg.encoding import check_finite
 
-from . import wire
+from . import snapshot, wire
 from .base import (
     AggregationProtocol,
     ClientSession,
@@ -63,11 +63,13 @@ class Plaintext(AggregationProtocol):
         return PlaintextClient(self, client_id, dim, round=round)
 
 
+@snapshot.state
 @dataclass
 class _Idle(State):
     NAME: ClassVar[str] = "round_start"
 
 
+@snapshot.state
 @dataclass
 class _WaitingForInput(State):
     NAME: ClassVar[str] = "masked_input"
@@ -81,9 +83,11 @@ class _Collecting(State):
 
 class PlaintextClient(ClientSession):
     TRANSITIONS: ClassVar = {(_Idle, RoundStart): "_on_round_start"}
+    SNAPSHOT_FIELDS: ClassVar = ("_input",)
 
     def __init__(self, proto: Plaintext, client_id: int, dim: int, *, round: int = 0) -> None:
         (cid,) = wire.check_ids([client_id], "client_id")
+        self.proto = proto
         self.dim = check_dim(dim)
         self._digest = proto.config_digest(self.dim)
         self._input: np.ndarray | None = None

@@ -26,7 +26,7 @@ from secagg.encoding import FixedPointEncoder, check_finite
 from secagg.errors import DecryptionError
 from secagg.randomness import RandomSource, default_rng
 
-from .. import wire
+from .. import snapshot, wire
 from ..base import ClientSession, Completed, State, check_config_digest, check_dim
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..messages import Message, RoundStart
@@ -47,6 +47,7 @@ _ENVELOPE_HEADER = struct.Struct(">II")
 ENVELOPE_PLAINTEXT_BYTES = _ENVELOPE_HEADER.size + 2 * shamir.SHARE_BYTES
 
 
+@snapshot.state
 class PeerStatus(enum.Enum):
     """What the client believes about a peer whose shares it holds."""
 
@@ -55,6 +56,7 @@ class PeerStatus(enum.Enum):
     DROPPED = "dropped"  # the peer's input is not in the sum: reveal its mask-key share
 
 
+@snapshot.state
 @dataclass
 class PeerShares:
     """The two shares one peer gave this client, and that peer's status."""
@@ -80,6 +82,7 @@ class PeerShares:
         raise LocalProtocolError("cannot reveal a share before the peer's status is settled")
 
 
+@snapshot.state
 @dataclass
 class _RoundInfo:
     """What the client learnt from RoundStart; fixed for the rest of the round."""
@@ -91,11 +94,13 @@ class _RoundInfo:
     encoder: FixedPointEncoder
 
 
+@snapshot.state
 @dataclass
 class AwaitingRoundStart(State):
     NAME: ClassVar[str] = "round_start"
 
 
+@snapshot.state
 @dataclass
 class AdvertisingKeys(State):
     info: _RoundInfo
@@ -104,6 +109,7 @@ class AdvertisingKeys(State):
     NAME: ClassVar[str] = "advertise_keys"
 
 
+@snapshot.state
 @dataclass
 class SharingKeys(State):
     info: _RoundInfo
@@ -117,6 +123,7 @@ class SharingKeys(State):
     NAME: ClassVar[str] = "share_keys"
 
 
+@snapshot.state
 @dataclass
 class CollectingInput(State):
     """Shares are in; the masked input goes out as soon as the input is known."""
@@ -131,6 +138,7 @@ class CollectingInput(State):
     NAME: ClassVar[str] = "masked_input"
 
 
+@snapshot.state
 @dataclass
 class Unmasking(State):
     info: _RoundInfo
@@ -147,6 +155,7 @@ class SecAggClient(ClientSession):
         (SharingKeys, SharesDelivered): "_on_shares_delivered",
         (Unmasking, UnmaskRequest): "_on_unmask_request",
     }
+    SNAPSHOT_FIELDS: ClassVar = ("_input", "_encoded_input")
 
     def __init__(
         self, proto, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0

@@ -11,6 +11,7 @@ from typing import ClassVar
 from secagg.encoding import FixedPointEncoder
 
 from ..base import AggregationProtocol, check_threshold, resolve_threshold
+from . import client as _client  # noqa: F401  (registers the client's snapshot state classes)
 from . import messages as _messages  # noqa: F401  (registers the SecAgg wire types on import)
 from .graph import choose_degree, complete_graph, harary_graph
 
