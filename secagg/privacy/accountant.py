@@ -283,6 +283,26 @@ class PrivacyAccountant(abc.ABC):
     def get_delta(self, epsilon: float) -> float:
         """Smallest δ this accountant certifies for ``epsilon``."""
 
+    def _pure_epsilon(self) -> float:
+        """ε of pure (ε, 0)-DP if everything composed is (sampled) Laplace, else inf.
+
+        Basic composition of pure DP (Dwork, McSherry, Nissim, Smith 2006)
+        with amplification by Poisson sampling, log(1 + q(e^{1/b} - 1)) per
+        step (Balle, Barthe, Gaboardi, NeurIPS 2018). Accountants take the
+        minimum with their own answer: RDP conversion, and the PLD's
+        round-off allowances, do not always recover it at tiny δ.
+        """
+        total = 0.0
+        for leaf, c in self._counts.items():
+            if c == 0:
+                continue
+            if not isinstance(leaf, _SampledLaplace):
+                return math.inf
+            total += (
+                c / leaf.b if leaf.q == 1.0 else c * math.log1p(leaf.q * math.expm1(1.0 / leaf.b))
+            )
+        return total
+
     def _sorted_leaves(self) -> list[tuple[_Leaf, int]]:
         # Canonical order (type name, then fields) so sums do not depend on
         # the order events were composed in.

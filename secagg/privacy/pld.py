@@ -71,7 +71,7 @@ _WINDOW_TAIL = 1e-20
 #: Compose by direct convolution when it costs fewer multiply-adds than this.
 _DIRECT_MAX_COST = 3e7
 #: Largest FFT size; beyond it Δ is coarsened (still an upper bound).
-_MAX_FFT = 1 << 23
+_MAX_FFT = 1 << 22
 #: Chernoff orders λ (> 0 upper tail, < 0 lower tail).
 _LAMBDAS = np.geomspace(1e-4, 1e4, 65)
 
@@ -865,11 +865,14 @@ class PLDAccountant(PrivacyAccountant):
                 # on the same discretised PLD is valid at any δ.
                 e = min(e, c.epsilon_chernoff(delta))
             worst = max(worst, e)
-        return worst
+        return min(worst, self._pure_epsilon())
 
     def get_delta(self, epsilon: float) -> float:
         """Smallest δ this accountant certifies for ``epsilon`` (max over add/remove)."""
         epsilon = _validate_epsilon(epsilon)
+        pure = self._pure_epsilon()
+        if not self._counts or (pure < math.inf and epsilon >= pure):
+            return 0.0
         worst = self._delta(epsilon)
         if 0 < worst < 1e4 * self._truncation and self._truncation > 1e-290:
             # The answer is near the truncation floor: refine once.

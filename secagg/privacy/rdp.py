@@ -474,20 +474,6 @@ class RDPAccountant(PrivacyAccountant):
             self._rdp_cache = total
         return self._rdp_cache.copy()
 
-    def _pure_epsilon(self) -> float:
-        """Σ count/b if every leaf is a (non-sampled) Laplace, else inf.
-
-        Basic composition of pure DP (Dwork et al. 2006): a pure-DP
-        composition is (Σ ε_i, 0)-DP, which the RDP conversion does not
-        always recover (it can exceed Σ ε_i at tiny δ).
-        """
-        total = 0.0
-        for leaf, c in self._sorted_leaves():
-            if not (isinstance(leaf, _SampledLaplace) and leaf.q == 1.0):
-                return math.inf
-            total += c / leaf.b
-        return total
-
     def get_epsilon_and_optimal_order(self, delta: float) -> tuple[float, float]:
         """``(epsilon, order)``: the certified ε for ``delta`` and the order achieving it.
 
@@ -505,7 +491,8 @@ class RDPAccountant(PrivacyAccountant):
     def get_delta_and_optimal_order(self, epsilon: float) -> tuple[float, float]:
         """``(delta, order)``: the certified δ for ``epsilon`` and the order achieving it."""
         epsilon = _validate_epsilon(epsilon)
-        if epsilon >= self._pure_epsilon():
+        pure = self._pure_epsilon()
+        if pure < math.inf and epsilon >= pure:
             return 0.0, math.inf
         return compute_delta_from_rdp(self._orders, self.rdp, epsilon)
 

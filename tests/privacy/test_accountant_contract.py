@@ -263,6 +263,17 @@ def test_delta_one_and_zero(kind: str) -> None:
     assert acct.get_epsilon(0.0) == math.inf  # the Gaussian has no pure-DP guarantee
 
 
+def test_pure_dp_of_laplace_compositions(kind: str) -> None:
+    # Laplace with scale b is (1/b, 0)-DP; T of them are (T/b, 0)-DP exactly.
+    acct = make(kind).compose(LaplaceEvent(2.0), 1000)
+    assert acct.get_epsilon(0.0) == pytest.approx(500.0)
+    assert acct.get_delta(500.0) == 0.0
+    assert acct.get_epsilon(1e-12) <= 500.0
+    if kind == "pld":  # amplification by sampling: log(1 + q(e^{1/b} - 1)) per step
+        sampled = make(kind).compose(PoissonSampledEvent(0.1, LaplaceEvent(1.0)), 100)
+        assert sampled.get_epsilon(0.0) == pytest.approx(100 * math.log1p(0.1 * math.expm1(1.0)))
+
+
 # --- validation and unsupported events -----------------------------------------------
 
 
