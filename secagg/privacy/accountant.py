@@ -75,9 +75,10 @@ class _SampledNonPrivate:
 
 @dataclasses.dataclass(frozen=True)
 class _Discrete:
-    """A distributed discrete Gaussian or Skellam event (no subsampling)."""
+    """A distributed discrete Gaussian or Skellam event on a Poisson sample of rate ``q``."""
 
     event: DistributedDiscreteGaussianEvent | SkellamEvent
+    q: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,17 +174,7 @@ def _leaves(event: Event, count: int, q: float = 1.0) -> Iterator[tuple[_Leaf, i
         elif s < math.inf:
             yield _SampledGaussian(q, s), count
     elif isinstance(event, (DistributedDiscreteGaussianEvent, SkellamEvent)):
-        if q == 1.0:
-            yield _Discrete(event), count
-        else:
-            yield (
-                _Unsupported(
-                    event,
-                    f"Poisson-sampled {type(event).__name__} has no sound "
-                    "amplification bound implemented here",
-                ),
-                count,
-            )
+        yield _Discrete(event, q), count
     else:
         yield _Unsupported(event, f"unknown event type {type(event).__name__}"), count
 

@@ -47,6 +47,7 @@ from secagg.privacy.accountant import (
     _validate_delta,
     _validate_epsilon,
 )
+from secagg.privacy.ddg import subsampled_rdp
 from secagg.privacy.events import DistributedDiscreteGaussianEvent, SkellamEvent
 
 __all__ = [
@@ -454,9 +455,16 @@ class RDPAccountant(PrivacyAccountant):
             # M(D): every Rényi divergence is infinite.
             return np.full(o.shape, math.inf)
         if isinstance(leaf, _Discrete):
-            if isinstance(leaf.event, DistributedDiscreteGaussianEvent):
-                return rdp_distributed_discrete_gaussian(leaf.event, o)
-            return rdp_skellam(leaf.event, o)
+            event = leaf.event
+            if isinstance(event, DistributedDiscreteGaussianEvent):
+                base = rdp_distributed_discrete_gaussian
+            else:
+                base = rdp_skellam
+            if leaf.q == 1.0:
+                return base(event, o)
+            # Poisson subsampling: the general upper bound of Zhu & Wang (ICML 2019),
+            # valid for any mechanism, evaluated at integer orders by subsampled_rdp.
+            return subsampled_rdp(leaf.q, lambda a: base(event, a), o)
         raise AssertionError(leaf)  # pragma: no cover - rejected by _check_leaf
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -304,7 +305,6 @@ UNSUPPORTED = {
     "rdp": [
         PoissonSampledEvent(0.1, LaplaceEvent(1.0)),
         PoissonSampledEvent(0.1, ComposedEvent((GaussianEvent(1.0), LaplaceEvent(1.0)))),
-        PoissonSampledEvent(0.1, SkellamEvent(10.0, 10.0, 100.0)),
         DistributedDiscreteGaussianEvent(10.0, 10.0, 0.4, 3, 4),  # σ < 1/2: bound does not apply
     ],
     "pld": [
@@ -327,6 +327,20 @@ def test_unsupported_events_fail_atomically(kind: str) -> None:
             acct.compose(bad)
         assert acct.get_epsilon(1e-5) == before
         assert acct.supports(SGM)
+
+
+def test_rdp_accounts_poisson_sampled_integer_events_by_zhu_wang() -> None:
+    # Sampling only helps (the subsampled bound never exceeds the unsampled one),
+    # and the accountant's RDP is exactly the Zhu-Wang bound of ddg.distributed_rdp.
+    from secagg.privacy.ddg import distributed_rdp
+
+    for inner in (SkellamEvent(10.0, 10.0, 100.0), DistributedDiscreteGaussianEvent(10.0, 30.0, 5.0, 3, 16)):
+        sampled = make("rdp").compose(PoissonSampledEvent(0.1, inner), 50)
+        full = make("rdp").compose(inner, 50)
+        assert sampled.get_epsilon(1e-5) <= full.get_epsilon(1e-5)
+        np.testing.assert_allclose(
+            sampled.rdp, 50 * distributed_rdp(PoissonSampledEvent(0.1, inner), sampled.orders), rtol=1e-12
+        )
 
 
 def test_ledger_records_and_serialises(kind: str) -> None:
