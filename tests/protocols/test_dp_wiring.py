@@ -87,3 +87,16 @@ def test_dp_client_clips_to_l2_bound():
     )
     agg = protocols.simulate(proto, inputs, seed=0)
     assert np.linalg.norm(agg.total) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["ddg", "skellam"])
+def test_sampled_integer_rounds_are_accountable(mode):
+    proto = protocols.DifferentiallyPrivate(
+        protocols.SecAgg(bits=32), mode=mode, clip=1.0, noise_multiplier=1.0, sampling_probability=0.05
+    )
+    agg = protocols.simulate(proto, _inputs(4, 32), seed=0)
+    (event,) = agg.events
+    assert isinstance(event, privacy.PoissonSampledEvent) and event.sampling_probability == 0.05
+    sampled = privacy.RDPAccountant().compose(event, count=100).get_epsilon(1e-5)
+    unsampled = privacy.RDPAccountant().compose(event.event, count=100).get_epsilon(1e-5)
+    assert 0 < sampled < unsampled
