@@ -1,0 +1,485 @@
+"""The Flower adapter (protocols.adapters.flower): same aggregates as protocols.simulate.
+
+Two drivers run the same scenarios:
+
+- an in-process ``Grid`` (``LocalGrid`` below) that calls the real ClientApp
+  with a *copy* of each node's Context per message, as Flower's simulation
+  engine does, and keeps the copy only if the app returned: fast, and it can
+  lose replies to play timeouts;
+- one Flower simulation (``flwr.simulation.run_simulation``, Ray backend, two
+  actors) for the whole module, where client sessions live only in snapshots
+  in ``context.state`` and every message may run in another process.
+
+Inputs are on the quantization grid, so every exact protocol must return the
+exact integer sum, equal to the simulator's; CKKS stays within its bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # read by flwr at import time
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silences a Ray FutureWarning
+pytest.importorskip(
+    "flwr",
+    reason="the Flower adapter needs flwr: pip install 'secagg-fl[flower]' (make test installs it)",
+)
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, RecordDict
+from flwr.app import Message as FlowerMessage
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+
+import protocols
+from protocols.adapters import flower as fa
+from secagg.framing import split_length_prefixed
+
+BITS, J, DIM = 24, 4, 6
+
+
+def grid_clip(n: int) -> float:
+    """The clip that makes the encoder's scale exactly 2^J for ``n`` summands."""
+    return float(((1 << (BITS - 1)) - 1) // n) / 2.0**J
+
+
+@dataclass
+class Scenario:
+    name: str
+    proto: protocols.AggregationProtocol
+    n: int
+    kind: str  # "int": exact integer sum; "float": exact float sum; "ckks"; "dp"
+    dropout: dict[int, str] = field(default_factory=dict)
+
+    def inputs(self, seed: int) -> dict[int, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        if self.kind == "ckks":
+            return {c: rng.uniform(-0.25, 0.25, DIM) for c in range(self.n)}
+        if self.kind == "dp":  # on the grid, and within the DP clip (L2 norm <= 1)
+            return {c: rng.integers(-4, 5, DIM).astype(np.float64) / 2**J for c in range(self.n)}
+        cap = 1 << 16
+        return {c: rng.integers(-cap, cap, DIM).astype(np.float64) / 2**J for c in range(self.n)}
+
+
+def scenarios() -> list[Scenario]:
+    dp_inner = protocols.SecAggPlus(bits=BITS, clip=grid_clip(4), k=2)
+    return [
+        Scenario("plaintext", protocols.Plaintext(), 4, "float"),
+        Scenario("secagg", protocols.SecAgg(bits=BITS, clip=grid_clip(4)), 4, "int"),
+        Scenario("secagg+", protocols.SecAggPlus(bits=BITS, clip=grid_clip(5), k=2), 5, "int"),
+        Scenario(
+            "paillier", protocols.Paillier(key_bits=1024, bits=BITS, clip=grid_clip(1)), 4, "int"
+        ),
+        Scenario("ckks", protocols.CKKS(clip=1.0), 4, "ckks"),
+        Scenario(
+            "dp-central",
+            protocols.DifferentiallyPrivate(dp_inner, "central", clip=1.0, noise_multiplier=1e-6),
+            4,
+            "dp",
+        ),
+        Scenario(
+            "secagg+ drops",
+            protocols.SecAggPlus(bits=BITS, clip=grid_clip(5), k=2, threshold=0.6),
+            5,
+            "int",
+            {2: "masked_input"},
+        ),
+        Scenario(
+            "secagg drops late",
+            protocols.SecAgg(bits=BITS, clip=grid_clip(4), threshold=0.5),
+            4,
+            "int",
+            {1: "unmasking", 3: "share_keys"},
+        ),
+        Scenario(
+            "paillier drops",
+            protocols.Paillier(key_bits=1024, bits=BITS, clip=grid_clip(1), min_clients=2),
+            4,
+            "int",
+            {3: "masked_input"},
+        ),
+    ]
+
+
+SCENARIOS = scenarios()
+TABLE = {s.name: s.proto for s in SCENARIOS}
+
+
+def build_client_app(table, snapshot_key=None) -> ClientApp:
+    """The clients' app: the adapter's handler, plus a test hook that makes a node
+    fail (raise, as a crashed client would) when the server reaches a given stage.
+
+    Everything the nested function uses is importable or captured, so Ray can
+    ship it to its actors by value.
+    """
+    handler = fa.ClientHandler(table, fa.InputFromRecord("x"), snapshot_key=snapshot_key)
+    app = ClientApp()
+
+    @app.train(fa.ACTION)
+    def train(message: FlowerMessage, context: Context) -> FlowerMessage:
+        record = message.content.config_records[fa.RECORD]
+        plan = message.content.config_records.get("test-dropout")
+        if plan is not None:
+            context.state["test-dropout"] = ConfigRecord(
+                {"stage": plan["stage"], "round": record["round"]}
+            )
+        mine = context.state.config_records.get("test-dropout")
+        if mine is not None and mine["round"] == record["round"]:
+            first = protocols.Message.from_bytes(split_length_prefixed(record["messages"])[0])
+            # A client that drops at stage S sends nothing from S on: it dies when the
+            # server's message of stage S arrives (RoundStart opens advertise_keys).
+            stage = "advertise_keys" if first.STAGE == "start" else first.STAGE
+            if stage == mine["stage"]:
+                raise RuntimeError(f"test: node drops out at {stage}")
+        return handler(message, context)
+
+    return app
+
+
+def content_for(scenario: Scenario, nodes: list[int], inputs) -> dict[int, RecordDict]:
+    content = {}
+    for cid, node in enumerate(nodes):
+        records = RecordDict({"x": ArrayRecord({"x": Array(inputs[cid])})})
+        if cid in scenario.dropout:
+            records["test-dropout"] = ConfigRecord({"stage": scenario.dropout[cid]})
+        content[node] = records
+    return content
+
+
+def check_against_simulate(scenario: Scenario, out: fa.FlowerRound, inputs) -> None:
+    sim = protocols.simulate(scenario.proto, inputs, dropout=scenario.dropout, seed=0)
+    assert out.survivors == sim.survivors
+    assert out.survivor_nodes == [out.nodes[c] for c in sim.survivors]
+    if scenario.kind == "int":
+        exact = sum(np.round(inputs[c] * 2**J).astype(np.int64) for c in sim.survivors)
+        np.testing.assert_array_equal(out.result.integer_total, exact)
+        np.testing.assert_array_equal(out.result.integer_total, sim.result.integer_total)
+        np.testing.assert_array_equal(out.total, sim.total)
+    elif scenario.kind == "float":
+        np.testing.assert_array_equal(out.total, sim.total)
+    elif scenario.kind == "ckks":
+        exact = sum(inputs[c] for c in sim.survivors)
+        bound = scenario.proto.error_bound(len(sim.survivors))
+        assert np.max(np.abs(out.total - exact)) <= bound
+        assert np.max(np.abs(sim.total - exact)) <= bound
+    else:  # central DP: same event as the simulator; noise std is 1e-6 of the clip
+        assert out.result.events == sim.events
+        assert np.max(np.abs(out.total - sim.total)) < 1e-3
+    assert out.stats.bytes_up > 0 and out.stats.bytes_down > 0
+    failed = {out.nodes[c] for c in scenario.dropout}
+    assert set(out.failures) == failed
+
+
+# -- an in-process Grid ----------------------------------------------------------------
+
+
+class LocalGrid(Grid):
+    """Routes messages to a ClientApp in this process, the way the simulation engine
+    does: each call gets a deep copy of the node's Context, which replaces the stored
+    one only if the app returned (a raising app's state changes are lost)."""
+
+    def __init__(self, app: ClientApp, n: int, *, lose=None) -> None:
+        self.app = app
+        self.contexts = {
+            1000 + i: Context(
+                run_id=1,
+                node_id=1000 + i,
+                node_config={"partition-id": i},
+                state=RecordDict(),
+                run_config={},
+            )
+            for i in range(n)
+        }
+        self.lose = lose  # lose(message) -> True: the reply never arrives (a timeout)
+        self.calls = 0
+
+    def set_run(self, run) -> None:  # pragma: no cover - not used by the adapter
+        raise NotImplementedError
+
+    @property
+    def run(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs):  # pragma: no cover
+        raise NotImplementedError
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def push_messages(self, messages):  # pragma: no cover
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids):  # pragma: no cover
+        raise NotImplementedError
+
+    def send_and_receive(self, messages, *, timeout=None):
+        self.calls += 1
+        replies = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            node = message.metadata.dst_node_id
+            if self.lose is not None and self.lose(message):
+                continue
+            context = copy.deepcopy(self.contexts[node])
+            try:
+                reply = self.app(message, context)
+            except Exception as exc:
+                replies.append(FlowerMessage(Error(code=2, reason=repr(exc)), reply_to=message))
+                continue
+            self.contexts[node] = context
+            replies.append(reply)
+        return replies
+
+
+@pytest.fixture
+def task_identity():
+    """Flower messages need a run and task id (run_simulation sets them)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id)
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = saved
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_in_process_grid_matches_simulate(task_identity, scenario):
+    grid = LocalGrid(build_client_app(TABLE), 6)
+    nodes = sorted(grid.get_node_ids())[: scenario.n]
+    inputs = scenario.inputs(7)
+    out = fa.run_round(
+        grid,
+        scenario.proto,
+        nodes,
+        DIM,
+        round=3,
+        name=scenario.name,
+        content=content_for(scenario, nodes, inputs),
+    )
+    check_against_simulate(scenario, out, inputs)
+    # Finished sessions leave nothing behind; a node that died keeps its last snapshot
+    # (Flower drops the state changes of an app that raised) but never hears more.
+    for cid, node in enumerate(nodes):
+        held = fa.STATE_RECORD in grid.contexts[node].state
+        assert held == (cid in scenario.dropout and scenario.dropout[cid] != "advertise_keys")
+
+
+def test_round_trips_per_protocol(task_identity):
+    expected = {"plaintext": 1, "secagg": 4, "secagg+": 4, "paillier": 3, "ckks": 3}
+    grid = LocalGrid(build_client_app(TABLE), 5)
+    for r, s in enumerate(s for s in SCENARIOS if s.name in expected):
+        nodes = sorted(grid.get_node_ids())[: s.n]
+        inputs = s.inputs(r)
+        out = fa.run_round(
+            grid, s.proto, nodes, DIM, round=r, name=s.name, content=content_for(s, nodes, inputs)
+        )
+        assert out.round_trips == expected[s.name], s.name
+        assert out.stats.messages > 0 and out.stats.wall_seconds > 0
+
+
+def test_sessions_live_in_context_state_between_steps(task_identity):
+    """Each step restores the session from the node's state (encrypted if asked)."""
+    key = bytes(range(32))
+    seen = []
+
+    class Spy(LocalGrid):
+        def send_and_receive(self, messages, *, timeout=None):
+            replies = super().send_and_receive(messages, timeout=timeout)
+            seen.append(
+                {n: c.state.config_records.get(fa.STATE_RECORD) for n, c in self.contexts.items()}
+            )
+            return replies
+
+    s = SCENARIOS[1]  # secagg
+    grid = Spy(build_client_app(TABLE, snapshot_key=key), 4)
+    nodes = sorted(grid.get_node_ids())
+    inputs = s.inputs(1)
+    out = fa.run_round(
+        grid, s.proto, nodes, DIM, round=1, name=s.name, content=content_for(s, nodes, inputs)
+    )
+    check_against_simulate(s, out, inputs)
+    middle = seen[1][nodes[0]]
+    assert middle is not None and middle["protocol"] == "secagg" and middle["round"] == 1
+    with pytest.raises(protocols.SnapshotError, match="encrypted"):
+        s.proto.restore_client(middle["snapshot"])
+    assert s.proto.restore_client(middle["snapshot"], key=key).stage == "share_keys"
+    assert all(v is None for v in seen[-1].values())  # completed: nothing kept
+
+
+def test_timeouts_are_dropouts(task_identity):
+    """A reply that never comes (the step's timeout passed) drops the node."""
+    s = SCENARIOS[2]  # secagg+ with 5 clients
+    victim = 1002
+
+    def lose(message) -> bool:
+        record = message.content.config_records[fa.RECORD]
+        first = protocols.Message.from_bytes(split_length_prefixed(record["messages"])[0])
+        return message.metadata.dst_node_id == victim and first.STAGE == "masked_input"
+
+    grid = LocalGrid(build_client_app(TABLE), 5, lose=lose)
+    nodes = sorted(grid.get_node_ids())
+    inputs = s.inputs(2)
+    out = fa.run_round(
+        grid,
+        s.proto,
+        nodes,
+        DIM,
+        round=1,
+        name=s.name,
+        timeout=0.5,
+        content=content_for(s, nodes, inputs),
+    )
+    sim = protocols.simulate(s.proto, inputs, dropout={2: "masked_input"}, seed=0)
+    assert out.survivors == sim.survivors == [0, 1, 3, 4]
+    np.testing.assert_array_equal(out.result.integer_total, sim.result.integer_total)
+    assert "no reply" in out.failures[victim]
+
+
+def test_clients_refuse_what_they_do_not_run(task_identity):
+    grid = LocalGrid(build_client_app(TABLE), 4)
+    nodes = sorted(grid.get_node_ids())
+    inputs = SCENARIOS[0].inputs(0)
+    content = {
+        n: RecordDict({"x": ArrayRecord({"x": Array(inputs[i])})}) for i, n in enumerate(nodes)
+    }
+    # A name the clients do not know, and a known name with another configuration.
+    with pytest.raises(protocols.ProtocolAborted, match="does not run protocol"):
+        fa.run_round(grid, protocols.Plaintext(), nodes, DIM, round=1, name="nope", content=content)
+    other = protocols.SecAgg(bits=BITS + 1, clip=grid_clip(4))
+    with pytest.raises(protocols.ProtocolAborted, match="config digest mismatch"):
+        fa.run_round(grid, other, nodes, DIM, round=2, name="secagg", content=content)
+    # Rounds must move forward on every node.
+    out = fa.run_round(
+        grid, protocols.Plaintext(), nodes, DIM, round=5, name="plaintext", content=content
+    )
+    assert out.survivors == [0, 1, 2, 3]
+    with pytest.raises(protocols.ProtocolAborted, match="does not follow round 5"):
+        fa.run_round(
+            grid, protocols.Plaintext(), nodes, DIM, round=5, name="plaintext", content=content
+        )
+
+
+def test_server_refuses_spoofed_senders(task_identity):
+    """A node whose reply carries another client's message is dropped."""
+    inner = build_client_app(TABLE)
+    app = ClientApp()
+
+    @app.train(fa.ACTION)
+    def train(message, context):
+        reply = inner(message, context)
+        if context.node_id != 1001:
+            return reply
+        record = reply.content.config_records[fa.RECORD]
+        forged = [
+            protocols.Message.from_bytes(p) for p in split_length_prefixed(record["messages"])
+        ]
+        forged = [dataclasses.replace(m, sender=0) for m in forged]
+        record["messages"] = fa._frame(m.to_bytes() for m in forged)
+        return reply
+
+    s = SCENARIOS[0]  # plaintext
+    grid = LocalGrid(app, 4)
+    nodes = sorted(grid.get_node_ids())
+    inputs = s.inputs(3)
+    out = fa.run_round(
+        grid, s.proto, nodes, DIM, round=1, name=s.name, content=content_for(s, nodes, inputs)
+    )
+    assert out.survivors == [0, 2, 3]
+    assert "sent a message as client 0" in out.failures[1001]
+
+
+def test_client_ids_can_be_mapped_explicitly(task_identity):
+    s = SCENARIOS[3]  # paillier: the decryptor is the smallest client id
+    grid = LocalGrid(build_client_app(TABLE), 4)
+    nodes = sorted(grid.get_node_ids())
+    mapping = {10: nodes[3], 20: nodes[2], 30: nodes[1], 40: nodes[0]}
+    inputs = s.inputs(4)
+    content = {
+        mapping[c]: RecordDict({"x": ArrayRecord({"x": Array(inputs[i])})})
+        for i, c in enumerate(sorted(mapping))
+    }
+    out = fa.run_round(grid, s.proto, mapping, DIM, round=1, name=s.name, content=content)
+    assert out.survivors == [10, 20, 30, 40] and out.nodes == mapping
+    exact = sum(np.round(x * 2**J).astype(np.int64) for x in inputs.values())
+    np.testing.assert_array_equal(out.result.integer_total, exact)
+
+
+def test_one_record_dict_goes_to_every_node(task_identity):
+    """``content`` as one RecordDict (not per node): every node gets the same vector."""
+    grid = LocalGrid(build_client_app(TABLE), 3)
+    nodes = sorted(grid.get_node_ids())
+    x = np.arange(DIM, dtype=np.float64)
+    content = RecordDict({"x": ArrayRecord({"x": Array(x)})})
+    out = fa.run_round(grid, protocols.Plaintext(), nodes, DIM, round=1, content=content)
+    np.testing.assert_array_equal(out.total, 3 * x)
+
+
+def test_adapter_package_does_not_import_flower():
+    import subprocess
+    import sys
+
+    code = "import sys, protocols, protocols.adapters; assert 'flwr' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+# -- one Flower simulation on the Ray backend ----------------------------------------------
+
+
+def test_flower_simulation_matches_simulate():
+    """Every scenario, one round each, in one Flower simulation on the Ray backend.
+
+    One test rather than one per scenario: Ray start-up dominates (about 20 s),
+    and under pytest-xdist a module fixture would start it once per worker.
+    """
+    from flwr.simulation import run_simulation
+
+    results: dict[str, object] = {}
+    inputs = {s.name: s.inputs(100 + i) for i, s in enumerate(SCENARIOS)}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        all_nodes = fa.wait_for_nodes(grid, 5)
+        for r, s in enumerate(SCENARIOS):
+            nodes = all_nodes[: s.n]
+            try:
+                results[s.name] = fa.run_round(
+                    grid,
+                    s.proto,
+                    nodes,
+                    DIM,
+                    round=r,
+                    name=s.name,
+                    timeout=120.0,
+                    content=content_for(s, nodes, inputs[s.name]),
+                )
+            except Exception as exc:  # reported per scenario below
+                results[s.name] = exc
+
+    run_simulation(
+        server,
+        build_client_app(TABLE),
+        num_supernodes=5,
+        backend_config={
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+            "init_args": {"num_cpus": 2, "include_dashboard": False},
+        },
+    )
+    problems = []
+    for s in SCENARIOS:
+        out = results.get(s.name)
+        try:
+            if isinstance(out, Exception):
+                raise out
+            assert isinstance(out, fa.FlowerRound), f"scenario did not run: {out!r}"
+            check_against_simulate(s, out, inputs[s.name])
+        except Exception as exc:
+            problems.append(f"{s.name}: {type(exc).__name__}: {exc}")
+    assert not problems, "\n".join(problems)
