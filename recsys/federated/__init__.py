@@ -1,0 +1,48 @@
+"""Federated matrix factorization over private aggregation protocols.
+
+Each client is one user: its ratings, user vector and user bias never leave
+it. Each round the server sends all item parameters to the sampled clients,
+they train locally and upload a dense item update through the round's
+aggregation protocol (:mod:`protocols`), and the server applies the
+aggregate. A policy picks each round's :class:`~recsys.policy.Plan` and a
+:class:`~recsys.ledger.Ledger` records accuracy, cumulative ε and cost.
+
+>>> from recsys.data import synthetic, random_split
+>>> from recsys.federated import FederatedTrainer
+>>> from recsys.policy import Plan
+>>> train, test = random_split(synthetic(60, 40, 15, seed=0), 0.2, seed=0)
+>>> trainer = FederatedTrainer(train, test, Plan("plaintext"), rounds=3, n_factors=2)
+>>> ledger = trainer.run()
+>>> len(ledger), ledger.last.protocol
+(3, 'plaintext')
+
+Modules, apart as in Spotlight (model, loss, loop): the model and the loss
+are :mod:`recsys.model` and :mod:`recsys.losses`; :mod:`.local` is what one
+client computes, :mod:`.update` the upload's layout, :mod:`.population` the
+clients, :mod:`.server` the server, :mod:`.aggregation` the protocol of a
+plan, :mod:`.trainer` the loop.
+"""
+
+from .aggregation import build_protocol, coordinate_bound
+from .config import FederatedConfig
+from .local import LocalUpdate, evaluate_rows, item_step, local_update, solve_user_params
+from .population import ClientPopulation, EvalResult
+from .server import ItemServer
+from .trainer import FederatedTrainer
+from .update import UpdateLayout
+
+__all__ = [
+    "ClientPopulation",
+    "EvalResult",
+    "FederatedConfig",
+    "FederatedTrainer",
+    "ItemServer",
+    "LocalUpdate",
+    "UpdateLayout",
+    "build_protocol",
+    "coordinate_bound",
+    "evaluate_rows",
+    "item_step",
+    "local_update",
+    "solve_user_params",
+]

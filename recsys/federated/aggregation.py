@@ -1,0 +1,86 @@
+"""From a round's :class:`~recsys.policy.Plan` to a :mod:`protocols` configuration.
+
+Per-coordinate clipping: SecAgg, SecAgg+, Paillier and CKKS clip every
+coordinate to ``[-clip, clip]`` before encoding, and their fixed-point scale
+is set by that clip (coarser with a larger clip). Without DP the client has
+already clipped each coordinate to ``plan.coordinate_clip``, which becomes the
+protocol's clip. With DP each upload is L2-clipped to ``plan.clip``, so every
+coordinate is within ``plan.clip``; in distributed mode a client adds its
+noise share before encoding, so the bound adds ``NOISE_STDS`` standard
+deviations of that share (a larger coordinate would be clipped, distorting the
+noise, which the DP wrapper's docstring warns about).
+"""
+
+from __future__ import annotations
+
+import math
+
+import protocols
+
+from ..policy import Plan
+
+__all__ = ["NOISE_STDS", "build_protocol", "coordinate_bound"]
+
+#: Standard deviations of a client's distributed noise share left as headroom.
+NOISE_STDS = 7.0
+
+
+def coordinate_bound(plan: Plan, n_invited: int, noise_multiplier: float | None) -> float:
+    """The largest coordinate a client can hand to the protocol under ``plan``."""
+    if not plan.dp:
+        return float(plan.coordinate_clip)
+    assert plan.clip is not None
+    if plan.dp_mode == "distributed" and noise_multiplier is not None:
+        shares = max(n_invited * (1.0 - plan.dropout), 1.0)
+        return plan.clip * (1.0 + NOISE_STDS * noise_multiplier / math.sqrt(shares))
+    return float(plan.clip)
+
+
+def build_protocol(
+    plan: Plan,
+    *,
+    n_invited: int,
+    noise_multiplier: float | None = None,
+    workers: int = 1,
+) -> protocols.AggregationProtocol:
+    """The protocol configuration of one round of ``plan`` with ``n_invited`` clients.
+
+    ``noise_multiplier`` is the round's σ (required when ``plan.dp``; a plan
+    with ``target_epsilon`` must be calibrated by the caller). ``workers`` is
+    the simulator's process count; Paillier then encrypts on one process per
+    worker instead of starting its own pool inside each.
+    """
+    if not plan.releases:
+        raise ValueError("a 'local' plan runs no aggregation protocol")
+    clip = coordinate_bound(plan, n_invited, noise_multiplier)
+    inner: protocols.AggregationProtocol
+    if plan.protocol == "plaintext":
+        inner = protocols.Plaintext()
+    elif plan.protocol == "secagg":
+        inner = protocols.SecAgg(threshold=plan.threshold, bits=plan.bits, clip=clip)
+    elif plan.protocol == "secagg+":
+        inner = protocols.SecAggPlus(threshold=plan.threshold, bits=plan.bits, clip=clip)
+    elif plan.protocol == "paillier":
+        inner = protocols.Paillier(
+            key_bits=plan.key_bits,
+            bits=plan.bits,
+            clip=clip,
+            workers=1 if workers > 1 else None,
+        )
+    elif plan.protocol == "ckks":
+        inner = protocols.CKKS(clip=clip)
+    else:  # pragma: no cover - Plan validates the name
+        raise ValueError(f"unknown protocol {plan.protocol!r}")
+    if not plan.dp:
+        return inner
+    if noise_multiplier is None:
+        raise ValueError("a DP plan needs its noise multiplier (calibrate target_epsilon first)")
+    assert plan.clip is not None
+    return protocols.DifferentiallyPrivate(
+        inner,
+        mode=plan.dp_mode,
+        clip=float(plan.clip),
+        noise_multiplier=float(noise_multiplier),
+        dropout_rate=float(plan.dropout),
+        sampling_probability=plan.q if plan.q < 1.0 else None,
+    )

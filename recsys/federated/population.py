@@ -1,0 +1,175 @@
+"""The simulated clients: each user's ratings, held-out ratings and private parameters.
+
+One client per user. A client's training ratings, test ratings, user vector
+and user bias stay here — the only things that leave a client are its upload
+vector (:mod:`recsys.federated.update`) and, for the plaintext evaluation
+metadata, its error sums. The arrays are stored per rating and sorted by
+user so that a cohort's local work runs vectorized (see
+:mod:`recsys.federated.local` for why that is still per-device math).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from ..data import Ratings
+from .local import LocalUpdate, evaluate_rows, local_update, solve_user_params
+
+__all__ = ["ClientPopulation", "EvalResult"]
+
+
+def _sorted_by_user(r: Ratings) -> tuple[Tensor, Tensor, Tensor]:
+    order = np.argsort(r.user, kind="stable")
+    return (
+        torch.as_tensor(np.array(r.user[order])),
+        torch.as_tensor(np.array(r.item[order])),
+        torch.as_tensor(np.array(r.rating[order]), dtype=torch.float64),
+    )
+
+
+class EvalResult(NamedTuple):
+    """A federated evaluation: error over all clients' test ratings."""
+
+    rmse: float
+    mae: float
+    n: int  # test ratings scored
+    clients: int  # clients that had test ratings
+
+
+class ClientPopulation:
+    """All clients of a run (users with at least one training rating can train).
+
+    Args:
+        train: training ratings; user ``u``'s rows are client ``u``'s data.
+        test: held-out ratings over the same id spaces (each client keeps its
+            own), or None.
+        n_factors: the model's latent dimension.
+
+    Attributes:
+        client_ids: ids of the users that hold training ratings (sorted).
+        user_factors, user_bias: every client's private parameters, updated
+            when the client trains (``(n_users, k)``, ``(n_users,)``, float64).
+    """
+
+    def __init__(self, train: Ratings, test: Ratings | None, n_factors: int) -> None:
+        if test is not None and (test.n_users != train.n_users or test.n_items != train.n_items):
+            raise ValueError("train and test must share n_users and n_items (split one Ratings)")
+        self.n_users, self.n_items, self.n_factors = train.n_users, train.n_items, n_factors
+        self.train_user, self.train_item, self.train_rating = _sorted_by_user(train)
+        if test is not None and len(test):
+            self.test_user, self.test_item, self.test_rating = _sorted_by_user(test)
+        else:
+            self.test_user = self.test_item = torch.zeros(0, dtype=torch.int64)
+            self.test_rating = torch.zeros(0, dtype=torch.float64)
+        counts = torch.bincount(self.train_user, minlength=self.n_users).numpy()
+        self.ratings_per_client = counts
+        self.client_ids: NDArray[np.int64] = np.flatnonzero(counts > 0).astype(np.int64)
+        self.user_factors = torch.zeros(self.n_users, n_factors, dtype=torch.float64)
+        self.user_bias = torch.zeros(self.n_users, dtype=torch.float64)
+
+    @property
+    def n_clients(self) -> int:
+        return int(self.client_ids.shape[0])
+
+    def cohort_rows(self, ids: NDArray[np.int64]) -> tuple[Tensor, Tensor]:
+        """The training rows of clients ``ids`` and each row's cohort position."""
+        position = np.full(self.n_users, -1, dtype=np.int64)
+        position[np.asarray(ids, dtype=np.int64)] = np.arange(len(ids))
+        pos = torch.as_tensor(position)[self.train_user]
+        rows = torch.nonzero(pos >= 0).squeeze(1)
+        return rows, pos[rows]
+
+    def train_cohort(
+        self,
+        ids: NDArray[np.int64],
+        item_factors: Tensor,
+        item_bias: Tensor,
+        *,
+        epochs: int,
+        lr: float,
+        global_mean: float,
+        reg_factors: float,
+        reg_bias: float,
+    ) -> tuple[LocalUpdate, Tensor, Tensor]:
+        """Local training of clients ``ids`` from the received item tables.
+
+        Each client keeps its new user parameters. Returns the
+        :class:`~recsys.federated.local.LocalUpdate` and, per row, the item
+        and cohort position (what :meth:`UpdateLayout.encode` needs).
+        """
+        rows, local = self.cohort_rows(ids)
+        items = self.train_item[rows]
+        upd = local_update(
+            item_factors,
+            item_bias,
+            items,
+            local,
+            self.train_rating[rows],
+            len(ids),
+            epochs=epochs,
+            lr=lr,
+            global_mean=global_mean,
+            reg_factors=reg_factors,
+            reg_bias=reg_bias,
+        )
+        idx = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        self.user_factors[idx] = upd.user_factors
+        self.user_bias[idx] = upd.user_bias
+        return upd, items, local
+
+    def evaluate(
+        self,
+        item_factors: Tensor,
+        item_bias: Tensor,
+        *,
+        global_mean: float,
+        reg_factors: float,
+        reg_bias: float,
+        clip: tuple[float, float],
+    ) -> EvalResult:
+        """Federated evaluation: every client scores its own test ratings.
+
+        Each client first refits its user parameters to the current item
+        tables on its *training* ratings (the same local solve as in
+        training; nothing leaves the device), then computes its sums of
+        squared and absolute errors and its count. Only those three numbers
+        per client are reported and summed — plaintext metadata, outside the
+        aggregation protocol and outside the DP accounting, as is usual for
+        federated evaluation. Users with test but no training ratings are
+        scored with zero user parameters (the global mean plus item bias).
+        """
+        if self.test_rating.shape[0] == 0:
+            return EvalResult(float("nan"), float("nan"), 0, 0)
+        p, bu = solve_user_params(
+            item_factors[self.train_item],
+            item_bias[self.train_item],
+            self.train_rating,
+            self.train_user,
+            self.n_users,
+            global_mean=global_mean,
+            reg_factors=reg_factors,
+            reg_bias=reg_bias,
+        )
+        sse, sae, count = evaluate_rows(
+            p,
+            bu,
+            item_factors[self.test_item],
+            item_bias[self.test_item],
+            self.test_rating,
+            self.test_user,
+            self.n_users,
+            global_mean=global_mean,
+            clip=clip,
+        )
+        n = float(count.sum())
+        return EvalResult(
+            float(torch.sqrt(sse.sum() / n)),
+            float(sae.sum() / n),
+            int(n),
+            int((count > 0).sum()),
+        )
