@@ -213,8 +213,7 @@ class SecAggClient(ClientSession):
         check_config_digest(self._config_digest, msg.config_digest)
         if self.client_id not in msg.client_ids:
             raise RemoteProtocolError("this client is not among the round's clients")
-        graph = self.proto.neighbours(msg.client_ids, msg.nonce)
-        neighbours = graph[self.client_id]
+        neighbours = self.proto.neighbours_of(msg.client_ids, msg.nonce, self.client_id)
         try:
             encoder = self.proto.encoder(len(msg.client_ids))
         except ValueError as exc:
@@ -343,15 +342,13 @@ class SecAggClient(ClientSession):
     def _send_masked_input(self, st: CollectingInput) -> list[Message]:
         bits = st.info.encoder.bits
         if self._encoded_input is not None:
-            masked = self._encoded_input
+            masked = self._encoded_input.copy()
         else:
             assert self._input is not None
             masked = st.info.encoder.encode(self._input, self._rng)
-        masked = modular.add(
-            masked,
-            d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits),
-            bits,
-        )
+        # uint64 arithmetic wraps mod 2^64, a multiple of 2^bits: accumulate in
+        # place and reduce once at the end.
+        masked += d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits)
         for peer in st.held:
             if peer == self.client_id:
                 continue
@@ -361,9 +358,10 @@ class SecAggClient(ClientSession):
             secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
             mask = d.pairwise_mask(secret, context, self.dim, bits)
             if d.signed_pairwise_mask(self.client_id, peer) > 0:
-                masked = modular.add(masked, mask, bits)
+                masked += mask
             else:
-                masked = modular.sub(masked, mask, bits)
+                masked -= mask
+        masked = modular.reduce(masked, bits)
         self._state = Unmasking(st.info, st.held)
         return [MaskedInput(self.client_id, wire.SERVER, self.round, wire.RingVector(bits, masked))]
 

@@ -13,7 +13,7 @@ from secagg.encoding import FixedPointEncoder
 from ..base import AggregationProtocol, check_threshold, resolve_threshold
 from . import client as _client  # noqa: F401  (registers the client's snapshot state classes)
 from . import messages as _messages  # noqa: F401  (registers the SecAgg wire types on import)
-from .graph import choose_degree, complete_graph, harary_graph
+from .graph import choose_degree, complete_graph, harary_graph, harary_neighbours
 
 __all__ = ["SecAgg", "SecAggPlus"]
 
@@ -65,6 +65,10 @@ class SecAgg(AggregationProtocol):
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
         """Each client's neighbours for a round (the complete graph here)."""
         return complete_graph(client_ids)
+
+    def neighbours_of(self, client_ids: Sequence[int], nonce: bytes, cid: int) -> frozenset[int]:
+        """One client's neighbours (what a client session computes)."""
+        return frozenset(client_ids) - {cid}
 
     def group_threshold(self, group_size: int) -> int:
         """The Shamir threshold for a sharing group of ``group_size`` (client + neighbours)."""
@@ -149,6 +153,9 @@ class SecAggPlus(SecAgg):
 
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
         return harary_graph(client_ids, self.degree(len(client_ids)), nonce)
+
+    def neighbours_of(self, client_ids: Sequence[int], nonce: bytes, cid: int) -> frozenset[int]:
+        return harary_neighbours(client_ids, self.degree(len(client_ids)), nonce, cid)
 
     def _digest_fields(self) -> tuple[bytes, ...]:
         return (

@@ -18,6 +18,7 @@ which treats a neighbourhood as a random sample):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -25,7 +26,7 @@ from scipy.stats import binom
 
 from ..base import resolve_threshold
 
-__all__ = ["choose_degree", "complete_graph", "harary_graph"]
+__all__ = ["choose_degree", "complete_graph", "harary_graph", "harary_neighbours"]
 
 
 def complete_graph(client_ids: Sequence[int]) -> dict[int, frozenset[int]]:
@@ -34,15 +35,20 @@ def complete_graph(client_ids: Sequence[int]) -> dict[int, frozenset[int]]:
     return {cid: everyone - {cid} for cid in client_ids}
 
 
-def _public_permutation(client_ids: Sequence[int], nonce: bytes) -> list[int]:
+@functools.lru_cache(maxsize=16)
+def _public_permutation(client_ids: tuple[int, ...], nonce: bytes) -> tuple[int, ...]:
     # Sorting by a hash keyed with the round nonce is a uniform permutation up to
     # SHA-256 collisions; it is public randomness, so no secret key is needed.
-    return sorted(
-        client_ids,
-        key=lambda c: hashlib.sha256(
-            b"secagg-fl/harary\x00" + nonce + c.to_bytes(4, "big")
-        ).digest(),
-    )
+    # Cached: in a simulation every session of a round shares one process.
+    def key(c: int) -> bytes:
+        return hashlib.sha256(b"secagg-fl/harary\x00" + nonce + c.to_bytes(4, "big")).digest()
+
+    return tuple(sorted(client_ids, key=key))
+
+
+@functools.lru_cache(maxsize=16)
+def _positions(order: tuple[int, ...]) -> dict[int, int]:
+    return {c: i for i, c in enumerate(order)}
 
 
 def harary_graph(client_ids: Sequence[int], k: int, nonce: bytes) -> dict[int, frozenset[int]]:
@@ -52,26 +58,30 @@ def harary_graph(client_ids: Sequence[int], k: int, nonce: bytes) -> dict[int, f
     for odd k, to the opposite position i + n/2 (which needs n even).
     ``k >= n - 1`` gives the complete graph.
     """
+    return {cid: harary_neighbours(client_ids, k, nonce, cid) for cid in client_ids}
+
+
+def harary_neighbours(client_ids: Sequence[int], k: int, nonce: bytes, cid: int) -> frozenset[int]:
+    """One client's neighbours in :func:`harary_graph` (all a client needs to compute)."""
     n = len(client_ids)
     if k >= n - 1:
-        return complete_graph(client_ids)
+        return frozenset(client_ids) - {cid}
     if k < 2:
         raise ValueError(f"k must be >= 2, got {k}")
     if k % 2 and n % 2:
         raise ValueError(
             f"a k-regular graph with odd k={k} needs an even number of clients, got {n}"
         )
-    order = _public_permutation(client_ids, nonce)
+    order = _public_permutation(tuple(client_ids), nonce)
+    i = _positions(order)[cid]
     half = k // 2
-    graph = {}
-    for i in range(n):
-        peers = {order[(i + j) % n] for j in range(-half, half + 1) if j != 0}
-        if k % 2:
-            peers.add(order[(i + n // 2) % n])
-        graph[order[i]] = frozenset(peers)
-    return graph
+    peers = {order[(i + j) % n] for j in range(-half, half + 1) if j != 0}
+    if k % 2:
+        peers.add(order[(i + n // 2) % n])
+    return frozenset(peers)
 
 
+@functools.lru_cache(maxsize=256)
 def choose_degree(
     n: int,
     threshold: float | int,
