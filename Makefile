@@ -39,8 +39,17 @@ test: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2
 
+# Benchmarks print ratios against baselines measured in the same run and write
+# JSON to benchmarks/results/. ML-100K comes from ../shared/tools (never committed).
+MOVIELENS ?= $(shell ../shared/tools/fetch-movielens-100k 2>/dev/null)
+
 bench: $(VENV)/.stamp-bench
 	$(PY) benchmarks/primitives.py
+	$(PY) benchmarks/secagg.py
+	$(PY) benchmarks/he.py
+	$(PY) benchmarks/privacy.py
+	$(PY) benchmarks/flower_overhead.py
+	$(if $(MOVIELENS),$(PY) benchmarks/recsys_central.py $(MOVIELENS),@echo "no MovieLens data: skipping recsys benchmarks")
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
