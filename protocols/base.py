@@ -146,6 +146,8 @@ class Session(ABC):
             raise TypeError(f"receive() takes a Message or bytes, got {type(message).__name__}")
         try:
             self._check_header(message)
+            if isinstance(message, Abort) and self.finished:
+                return []  # the round is over for this session anyway
             if isinstance(self._state, (Completed, Aborted)):
                 raise RemoteProtocolError(
                     f"{type(message).__name__} received after the session {self.stage}"

@@ -127,7 +127,7 @@ class DifferentiallyPrivate(AggregationProtocol):
 
     @property
     def NAME(self) -> str:  # type: ignore[override]
-        return f"{self.inner.NAME}+dp-{self.mode}"
+        return f"{self.inner.NAME}/dp-{self.mode}"
 
     @property
     def DROPOUT_STAGES(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -113,7 +113,7 @@ class EncryptedAggregate(Message):
 @register
 @dataclass(frozen=True, eq=False)
 class DecryptedAggregate(Message):
-    """Decryptor → server: the plaintext sum (and its exact integer form, if any)."""
+    """Decryptor → server: the plaintext sum: exact integers (Paillier) or floats (CKKS), the other empty."""
 
     total: np.ndarray
     integer_total: wire.RingVector
@@ -315,14 +315,15 @@ class HEClient(ClientSession):
             )
         except ValueError as exc:
             raise RemoteProtocolError(f"aggregate does not decrypt: {exc}") from exc
-        ring = wire.RingVector(
-            64,
-            np.zeros(0, np.uint64)
-            if integers is None
-            else np.asarray(integers, np.int64).view(np.uint64),
-        )
+        # Exact schemes send only the integers (the server knows the scale); approximate
+        # ones only the floats: one vector either way.
+        if integers is None:
+            ring, floats = wire.RingVector(64, np.zeros(0, np.uint64)), total
+        else:
+            ring = wire.RingVector(64, np.asarray(integers, np.int64).view(np.uint64))
+            floats = np.zeros(0)
         self._state = Completed()
-        return [DecryptedAggregate(self.party_id, wire.SERVER, self.round, total, ring)]
+        return [DecryptedAggregate(self.party_id, wire.SERVER, self.round, floats, ring)]
 
 
 # -- server ---------------------------------------------------------------------------
@@ -414,16 +415,21 @@ class HEServer(ServerSession):
         assert isinstance(st, _CollectingDecryption)
         if msg.sender != self.decryptor:
             raise RemoteProtocolError(f"client {msg.sender} is not the decryptor")
-        if msg.total.shape != (self.dim,) or len(msg.integer_total.values) not in (0, self.dim):
-            raise RemoteProtocolError("decrypted aggregate has the wrong dimension")
         integers = (
             msg.integer_total.values.view(np.int64) if len(msg.integer_total.values) else None
         )
+        scale = self.proto.scale(len(self.client_ids))
+        if integers is not None and integers.shape == (self.dim,) and scale and not len(msg.total):
+            total = integers.astype(np.float64) / scale
+        elif integers is None and scale is None and msg.total.shape == (self.dim,):
+            total = msg.total
+        else:
+            raise RemoteProtocolError("decrypted aggregate has the wrong shape for this protocol")
         self._result = ServerResult(
-            total=msg.total,
+            total=total,
             survivors=st.survivors,
             integer_total=integers,
-            scale=self.proto.scale(len(self.client_ids)),
+            scale=scale,
         )
         self._state = Completed()
         return []

@@ -196,6 +196,10 @@ class SecAggServer(ServerSession):
             for cid in keys_u1
         ]
         out += self._exclude(excluded, "too few neighbours advertised keys")
+        # Clients that missed the deadline are told too, so none waits forever.
+        out += self._exclude(
+            set(self.client_ids) - set(st.advertised), "no keys before the deadline"
+        )
         self._state = CollectingShares(keys_u1, sid)
         return out
 
@@ -268,6 +272,8 @@ class SecAggServer(ServerSession):
                 )
         if not survivors:
             return self._abort_round("too few clients sent a masked input", st.sharers)
+        # Only survivors are asked: a client pruned above has fewer than t survivors
+        # in its group and would (rightly) refuse to reveal anything.
         requests = {
             cid: UnmaskRequest(
                 wire.SERVER,
@@ -276,9 +282,10 @@ class SecAggServer(ServerSession):
                 tuple(sorted(self._group(cid) & survivors)),
                 tuple(sorted(self._group(cid) & dropped)),
             )
-            for cid in sorted(st.masked)
+            for cid in sorted(survivors)
         }
         out: list[Message] = list(requests.values())
+        out += self._exclude(set(st.masked) - survivors, "too few neighbours sent a masked input")
         out += self._exclude(st.sharers - set(st.masked), "no masked input received")
         self._state = CollectingUnmasking(
             st.keys, st.session_id, survivors, dropped, dict(st.masked), requests
