@@ -49,6 +49,12 @@ class FederatedConfig:
         count_floor_stds: with DP the divisor is at least this many standard
             deviations of the weight channel's noise, so an item nobody rated
             does not divide noise by noise.
+        serve_ema: if > 0, the server also keeps an exponential moving average
+            of the item tables (``ema <- serve_ema * ema + (1 - serve_ema) *
+            params`` after every update) and serves it for evaluation;
+            training continues from the raw iterate. Averaging iterates is
+            post-processing (no privacy cost) and averages out part of the DP
+            noise of successive rounds.
 
     Simulation:
         download_dtype: ``"float32"`` or ``"float64"``: how the item
@@ -77,6 +83,7 @@ class FederatedConfig:
     adam_tau: float = 1e-3
     count_floor: float = 0.5
     count_floor_stds: float = 3.0
+    serve_ema: float = 0.0
     download_dtype: str = "float32"
     seed: int = 0
     protocol_seed: int | None = None
@@ -111,6 +118,8 @@ class FederatedConfig:
             raise ValueError(
                 f"server_optimizer must be one of {SERVER_OPTIMIZERS}, got {self.server_optimizer!r}"
             )
+        if not 0.0 <= self.serve_ema < 1.0:
+            raise ValueError(f"serve_ema must lie in [0, 1), got {self.serve_ema!r}")
         b1, b2 = self.adam_betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"adam_betas must lie in [0, 1), got {self.adam_betas!r}")

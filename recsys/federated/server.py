@@ -37,6 +37,7 @@ class ItemServer:
         self.item_bias = torch.zeros(n_items, dtype=torch.float64)
         self._m: Tensor | None = None
         self._v: Tensor | None = None
+        self._ema: tuple[Tensor, Tensor] | None = None
 
     @property
     def n_items(self) -> int:
@@ -55,6 +56,13 @@ class ItemServer:
             self.item_factors.to(dtype).to(torch.float64),
             self.item_bias.to(dtype).to(torch.float64),
         )
+
+    def served(self) -> tuple[Tensor, Tensor]:
+        """The item tables the server serves (for evaluation): the EMA if enabled, as downloaded."""
+        if self._ema is None:
+            return self.download()
+        dtype = _DTYPES[self.config.download_dtype]
+        return tuple(t.to(dtype).to(torch.float64) for t in self._ema)  # type: ignore[return-value]
 
     def update_from(
         self,
@@ -88,7 +96,17 @@ class ItemServer:
         if cfg.server_optimizer == "sgd":
             self.item_factors += cfg.server_lr * d_factors
             self.item_bias += cfg.server_lr * d_bias
-            return
+        else:
+            self._adam(d_factors, d_bias)
+        if cfg.serve_ema > 0:
+            if self._ema is None:
+                self._ema = (self.item_factors.clone(), self.item_bias.clone())
+            else:
+                for avg, now in zip(self._ema, (self.item_factors, self.item_bias)):
+                    avg.mul_(cfg.serve_ema).add_(now, alpha=1.0 - cfg.serve_ema)
+
+    def _adam(self, d_factors: Tensor, d_bias: Tensor) -> None:
+        cfg = self.config
         # FedAdam (Reddi et al. 2021, Algorithm 2): the negated update is the
         # pseudo-gradient; no bias correction, adaptivity tau.
         b1, b2 = cfg.adam_betas

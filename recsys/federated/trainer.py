@@ -153,7 +153,7 @@ class FederatedTrainer:
     def evaluate(self) -> EvalResult:
         """Federated evaluation of the current item tables (see :meth:`ClientPopulation.evaluate`)."""
         cfg = self.config
-        factors, bias = self.server.download()
+        factors, bias = self.server.served()
         return self.population.evaluate(
             factors,
             bias,
