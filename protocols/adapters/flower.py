@@ -30,8 +30,9 @@ r, "dim": d, "messages": framed}``, where ``framed`` is every protocol message
 for that node, length-prefixed (:func:`secagg.framing.length_prefixed`), and,
 in the round's first message to each node only, the caller's own records
 (``content=``, e.g. the global model). The reply carries ``{"messages":
-framed, "stage": ..., "cpu_seconds": ...}`` under the same name, or
-``{"error": why}`` if the client ended its session (it fails closed).
+framed, "stage": ..., "cpu_seconds": ..., "input_seconds": ...}`` under the
+same name, or ``{"error": why}`` if the client ended its session (it fails
+closed).
 
 Client state. Flower keeps a ClientApp's state only in ``context.state``, and
 a ClientApp may run in a different process for each message, so after every
@@ -159,6 +160,8 @@ class FlowerRound:
         round_trips: ``send_and_receive`` calls the round took.
         failures: node id -> why it was dropped (a Flower error, no reply
             before the timeout, or a message the server refused).
+        input_seconds: CPU seconds the clients report for their ``input_fn``
+            (e.g. local training), summed; not part of ``stats``.
     """
 
     result: ServerResult
@@ -166,6 +169,7 @@ class FlowerRound:
     stats: Stats
     round_trips: int
     failures: dict[int, str] = field(default_factory=dict)
+    input_seconds: float = 0.0
 
     @property
     def total(self) -> np.ndarray:
@@ -269,6 +273,7 @@ def run_round(
     gone: set[int] = set()
     first = set(nodes)  # clients whose next message opens the round (and carries `content`)
     round_trips = 0
+    input_seconds = 0.0
     wall0 = time.perf_counter()
 
     def server_call(fn, *args) -> list[Message]:
@@ -284,7 +289,7 @@ def run_round(
 
     def exchange(outbox: list[Message]) -> list[Message]:
         """One step: deliver ``outbox`` (one Flower message per node), feed the replies."""
-        nonlocal round_trips
+        nonlocal round_trips, input_seconds
         batches: dict[int, list[bytes]] = defaultdict(list)
         for m in outbox:
             if m.recipient not in gone:
@@ -335,6 +340,7 @@ def run_round(
                 stats._add(
                     "client", str(record.get("cpu_stage")), float(record.get("cpu_seconds", 0.0))
                 )
+                input_seconds += float(record.get("input_seconds", 0.0))
             except (KeyError, TypeError, ValueError, WireFormatError) as exc:
                 drop(cid, f"malformed reply: {exc}")
                 continue
@@ -367,19 +373,31 @@ def run_round(
     if server.aborted:
         dropped = ", ".join(f"{n}: {why}" for n, why in failures.items()) or "none"
         raise ProtocolAborted(f"{server.abort_reason} (dropped nodes: {dropped})")
-    return FlowerRound(server.result, nodes, stats, round_trips, failures)
+    return FlowerRound(server.result, nodes, stats, round_trips, failures, input_seconds)
 
 
 # -- client side ------------------------------------------------------------------------
 
 
-def _protocol_table(
-    protos: AggregationProtocol | Mapping[str, AggregationProtocol],
-) -> dict[str, AggregationProtocol]:
-    table = {protos.NAME: protos} if isinstance(protos, AggregationProtocol) else dict(protos)
-    if not table or not all(isinstance(v, AggregationProtocol) for v in table.values()):
-        raise TypeError("protocols must be a protocol config or a non-empty name -> config mapping")
-    return table
+ProtocolSource = (
+    AggregationProtocol | Mapping[str, AggregationProtocol] | Callable[[str], AggregationProtocol]
+)
+
+
+def _protocol_table(protos: ProtocolSource) -> dict[str, AggregationProtocol] | None:
+    """The fixed name -> config table, or None when ``protos`` is a factory."""
+    if isinstance(protos, AggregationProtocol):
+        return {protos.NAME: protos}
+    if isinstance(protos, Mapping):
+        table = dict(protos)
+        if table and all(isinstance(v, AggregationProtocol) for v in table.values()):
+            return table
+    elif callable(protos):
+        return None
+    raise TypeError(
+        "protocols must be a protocol config, a non-empty name -> config mapping, "
+        "or a function name -> config"
+    )
 
 
 class InputFromRecord:
@@ -397,10 +415,16 @@ class ClientHandler:
     """The client side of :func:`run_round`: a ClientApp function ``(message, context) -> Message``.
 
     Args:
-        protocols: the protocol configuration this client runs, or a mapping
+        protocols: the protocol configuration this client runs; or a mapping
             name -> configuration if the server may choose one per round (it
             names it, see ``run_round(name=...)``; a client never runs a
-            configuration it was not given).
+            configuration it was not given); or a function ``name -> config``
+            for configurations made per round from public parameters the
+            server puts in the name (e.g. a plan, the cohort size, the noise
+            multiplier). The function is the client's policy: it should
+            refuse (raise ValueError) what the client does not accept, e.g.
+            no DP, or plaintext. Sessions still check the server's config
+            digest against the configuration the client built.
         input_fn: ``input_fn(message, context) -> 1-D float vector``: the
             client's input (e.g. its model update), called once per round
             with the round's first message, which carries the server's
@@ -420,16 +444,38 @@ class ClientHandler:
 
     def __init__(
         self,
-        protocols: AggregationProtocol | Mapping[str, AggregationProtocol],
+        protocols: ProtocolSource,
         input_fn: InputFn,
         *,
         snapshot_key: KeySource = None,
         rng=None,
     ) -> None:
         self.protocols = _protocol_table(protocols)
+        self.factory = None if self.protocols is not None else protocols
+        self._made: dict[str, AggregationProtocol] = {}  # the factory's configs, by name
         self.input_fn = input_fn
         self.snapshot_key = snapshot_key
         self.rng = rng
+
+    def _resolve(self, name: object) -> AggregationProtocol:
+        if not isinstance(name, str):
+            raise LocalProtocolError("the protocol name must be a string")
+        if self.protocols is not None:
+            proto = self.protocols.get(name)
+            if proto is None:
+                raise LocalProtocolError(f"this client does not run protocol {name!r}")
+            return proto
+        if name not in self._made:
+            try:
+                proto = self.factory(name)  # type: ignore[misc]
+            except (ValueError, TypeError, KeyError) as exc:
+                raise LocalProtocolError(f"this client refuses protocol {name!r}: {exc}") from exc
+            if not isinstance(proto, AggregationProtocol):
+                raise LocalProtocolError(f"no protocol configuration for {name!r}")
+            if len(self._made) >= 64:  # one per round is typical: keep the cache small
+                self._made.clear()
+            self._made[name] = proto
+        return self._made[name]
 
     def _key(self, context: Context) -> bytes | None:
         return self.snapshot_key(context) if callable(self.snapshot_key) else self.snapshot_key
@@ -439,12 +485,10 @@ class ClientHandler:
         if record is None:
             raise ValueError(f"message carries no {RECORD!r} record: not a protocol step")
         name, round_, dim = record["protocol"], record["round"], record["dim"]
-        proto = self.protocols.get(name)  # type: ignore[arg-type]
         try:
-            if proto is None:
-                raise LocalProtocolError(f"this client does not run protocol {name!r}")
+            proto = self._resolve(name)
             incoming = [Message.from_bytes(p) for p in _unframe(record["messages"])]
-            cpu, stage, session, out = self._step(
+            cpu, input_cpu, stage, session, out = self._step(
                 proto, name, round_, dim, incoming, message, context
             )
         except ProtocolError as exc:
@@ -470,20 +514,26 @@ class ClientHandler:
                 "stage": "none" if session is None else session.stage,
                 "cpu_seconds": cpu,
                 "cpu_stage": stage,
+                "input_seconds": input_cpu,
             }
         )
         return FlowerMessage(RecordDict({RECORD: reply}), reply_to=message)
 
     def _step(self, proto, name, round_, dim, incoming, message, context):
-        """Feed one step's messages; return (CPU seconds, stage it started in, session, replies)."""
+        """Feed one step's messages.
+
+        Returns (protocol CPU seconds, input_fn CPU seconds, the stage the
+        step started in, the session, the messages to send).
+        """
         t0 = time.thread_time()
+        input_cpu = 0.0
         out: list[Message] = []
         if (
             incoming
             and all(isinstance(m, Abort) for m in incoming)
             and not self._holds(name, round_, context)
         ):
-            return 0.0, "none", None, out  # the session already finished: nothing to abort
+            return 0.0, 0.0, "none", None, out  # the session already finished: nothing to abort
         if incoming and isinstance(incoming[0], RoundStart):
             # A new round replaces whatever session the node held. Round numbers must
             # grow: a client never runs two sessions of one round (a server could
@@ -501,7 +551,8 @@ class ClientHandler:
             if not session.finished:
                 t1 = time.thread_time()
                 x = self.input_fn(message, context)  # the user's training is not protocol time
-                t0 += time.thread_time() - t1
+                input_cpu = time.thread_time() - t1
+                t0 += input_cpu
                 out += session.provide_input(x)
             incoming = incoming[1:]
         else:
@@ -512,7 +563,7 @@ class ClientHandler:
             stage = session.stage
         for m in incoming:
             out += session.receive(m)
-        return time.thread_time() - t0, stage, session, out
+        return time.thread_time() - t0, input_cpu, stage, session, out
 
     @staticmethod
     def _holds(name: str, round_: int, context: Context) -> bool:
@@ -528,7 +579,7 @@ class ClientHandler:
 
 
 def make_client_app(
-    protocols: AggregationProtocol | Mapping[str, AggregationProtocol],
+    protocols: ProtocolSource,
     input_fn: InputFn,
     *,
     snapshot_key: KeySource = None,

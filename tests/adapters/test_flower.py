@@ -421,6 +421,36 @@ def test_one_record_dict_goes_to_every_node(task_identity):
     np.testing.assert_array_equal(out.total, 3 * x)
 
 
+def test_clients_can_build_configurations_from_the_name(task_identity):
+    """A protocol factory: the server names public round parameters, the client builds
+    the configuration from them and may refuse; the config digest still has to match."""
+
+    def factory(name: str) -> protocols.AggregationProtocol:
+        kind, bits = name.split(":")
+        if kind == "plaintext":
+            raise ValueError("this client never sends its update in the clear")
+        return protocols.SecAgg(bits=int(bits), clip=grid_clip(4))
+
+    seconds = []
+
+    def input_fn(message, context):
+        seconds.append(1)
+        return message.content.array_records["x"]["x"].numpy()
+
+    grid = LocalGrid(fa.make_client_app(factory, input_fn), 4)
+    nodes = sorted(grid.get_node_ids())
+    s = SCENARIOS[1]
+    inputs = s.inputs(5)
+    content = content_for(s, nodes, inputs)
+    out = fa.run_round(grid, s.proto, nodes, DIM, round=1, name=f"secagg:{BITS}", content=content)
+    check_against_simulate(s, out, inputs)
+    assert len(seconds) == 4 and out.input_seconds >= 0.0
+    with pytest.raises(protocols.ProtocolAborted, match="never sends its update in the clear"):
+        fa.run_round(grid, protocols.Plaintext(), nodes, DIM, round=2, name="plaintext:0")
+    with pytest.raises(protocols.ProtocolAborted, match="config digest mismatch"):
+        fa.run_round(grid, s.proto, nodes, DIM, round=3, name=f"secagg:{BITS + 1}", content=content)
+
+
 def test_adapter_package_does_not_import_flower():
     import subprocess
     import sys
