@@ -92,7 +92,8 @@ class Plan:
         protocol: ``"plaintext"``, ``"secagg"``, ``"secagg+"``, ``"paillier"``,
             ``"ckks"`` or ``"local"`` (no aggregation, nothing released).
         q: Poisson sampling rate of clients, in (0, 1].
-        local_epochs: local epochs per sampled client (>= 1).
+        local_epochs: local epochs per sampled client (>= 1; 2 was best on ML-100K
+            without DP, 1 with DP).
         bits: quantization bits of the integer protocols (SecAgg/SecAgg+: the
             ring Z_{2^bits}, 2..64; Paillier: bits per value, 2..52).
         coordinate_clip: without DP, every coordinate a client sends is
@@ -117,7 +118,7 @@ class Plan:
 
     protocol: str = "secagg+"
     q: float = 1.0
-    local_epochs: int = 1
+    local_epochs: int = 2
     bits: int = 32
     coordinate_clip: float = 4.0
     clip: float | None = None

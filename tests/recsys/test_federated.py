@@ -116,7 +116,11 @@ def test_one_client_round_equals_a_centralized_step(aggregation):
         seed=5,
     )
     trainer = FederatedTrainer(
-        mine, test, Plan("plaintext", coordinate_clip=1e3, count_weight=1.0), cfg, rounds=1
+        mine,
+        test,
+        Plan("plaintext", coordinate_clip=1e3, count_weight=1.0, local_epochs=1),
+        cfg,
+        rounds=1,
     )
     assert trainer.population.client_ids.tolist() == [user]
     q0 = trainer.server.item_factors.clone()
