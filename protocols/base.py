@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from secagg.encoding import check_finite
 from secagg.framing import length_prefixed
 
 from . import snapshot as _snapshot
@@ -44,6 +45,8 @@ __all__ = [
     "State",
     "check_config_digest",
     "check_dim",
+    "check_input",
+    "check_positive",
     "check_threshold",
     "resolve_threshold",
 ]
@@ -338,6 +341,25 @@ class AggregationProtocol(ABC):
                 f"{self.NAME} has no dropout stage {stage!r}; valid: {', '.join(self.DROPOUT_STAGES)}"
             )
         return stage
+
+
+def check_input(x: np.ndarray, dim: int) -> np.ndarray:
+    """A client's input as a fresh float64 vector: finite and of length ``dim`` (ValueError)."""
+    arr = check_finite(x, "input")
+    if arr.shape != (dim,):
+        raise ValueError(f"input must have dimension {dim}, got {arr.shape[0]}")
+    return arr.copy()
+
+
+def check_positive(value: object, name: str) -> float:
+    """A positive finite number (clip bounds, noise multipliers); ValueError naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def check_dim(dim: int) -> int:

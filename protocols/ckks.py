@@ -10,7 +10,6 @@ number of summands and the clip (stated and tested there).
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,6 +18,7 @@ import numpy as np
 
 from secagg import ckks
 
+from .base import check_positive
 from .he import HEProtocol, check_decryptor, check_min_clients
 
 __all__ = ["CKKS"]
@@ -49,12 +49,7 @@ class CKKS(HEProtocol):
     def __post_init__(self) -> None:
         object.__setattr__(self, "coeff_mod_bit_sizes", tuple(self.coeff_mod_bit_sizes))
         self.params  # noqa: B018 - validates (ValueError on insecure or malformed parameters)
-        if (
-            isinstance(self.clip, bool)
-            or not isinstance(self.clip, (int, float))
-            or not (math.isfinite(self.clip) and self.clip > 0)
-        ):
-            raise ValueError(f"clip must be a positive finite number, got {self.clip!r}")
+        check_positive(self.clip, "clip")
         check_decryptor(self.decryptor)
         check_min_clients(self.min_clients)
 

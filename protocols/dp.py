@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,7 +47,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg import modular
-from secagg.encoding import check_finite
 from secagg.privacy import (
     DistributedDiscreteGaussian,
     DistributedSkellam,
@@ -61,7 +59,7 @@ from secagg.privacy.rotation import next_power_of_two
 from secagg.randomness import RandomSource, default_rng
 
 from . import snapshot as _snapshot
-from .base import AggregationProtocol, ServerResult
+from .base import AggregationProtocol, ServerResult, check_input, check_positive
 from .errors import LocalProtocolError, SnapshotError
 from .messages import Message, RoundStart
 from .secagg.config import SecAgg
@@ -106,13 +104,7 @@ class DifferentiallyPrivate(AggregationProtocol):
                 f"mode={self.mode!r} needs an integer secure aggregation (SecAgg or SecAggPlus)"
             )
         for name in ("clip", "noise_multiplier"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and value > 0)
-            ):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+            check_positive(getattr(self, name), name)
         if self.expected_clients is not None and (
             not isinstance(self.expected_clients, int) or self.expected_clients < 1
         ):
@@ -249,9 +241,7 @@ class DPClient(_Delegating):
     def provide_input(self, x: np.ndarray) -> list[Message]:
         if self._input is not None:
             raise LocalProtocolError("input already provided")
-        arr = check_finite(x, "input")
-        if arr.shape != (self.dim,):
-            raise ValueError(f"input must have dimension {self.dim}, got {arr.shape[0]}")
+        arr = check_input(x, self.dim)
         self._input = clip_l2(arr, self.proto.clip)
         return self._hand_over()
 

@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from secagg.encoding import check_finite
 from secagg.randomness import RandomSource, default_rng
 
 from . import snapshot, wire
@@ -46,6 +45,7 @@ from .base import (
     State,
     check_config_digest,
     check_dim,
+    check_input,
 )
 from .errors import LocalProtocolError, RemoteProtocolError
 from .messages import Message, RoundStart, register
@@ -259,10 +259,8 @@ class HEClient(ClientSession):
             raise LocalProtocolError("input already provided")
         if self.finished or isinstance(self._state, _AwaitingAggregate):
             raise LocalProtocolError(f"too late for an input: session is in stage {self.stage!r}")
-        arr = check_finite(x, "input")
-        if arr.shape != (self.dim,):
-            raise ValueError(f"input must have dimension {self.dim}, got {arr.shape[0]}")
-        self._input = arr.copy()
+        arr = check_input(x, self.dim)
+        self._input = arr
         return self._send_input() if isinstance(self._state, _ReadyToEncrypt) else []
 
     def _on_round_start(self, msg: RoundStart) -> list[Message]:

@@ -11,7 +11,6 @@ decrypts only the aggregate, giving the exact integer sum.
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 from typing import ClassVar
@@ -21,6 +20,7 @@ import numpy as np
 from secagg import paillier as pl
 from secagg.encoding import FixedPointEncoder
 
+from .base import check_positive
 from .he import HEProtocol, check_decryptor, check_min_clients
 
 __all__ = ["Paillier"]
@@ -64,12 +64,7 @@ class Paillier(HEProtocol):
             or not 2 <= self.bits <= 52
         ):
             raise ValueError(f"bits must be an int in [2, 52], got {self.bits!r}")
-        if (
-            isinstance(self.clip, bool)
-            or not isinstance(self.clip, (int, float))
-            or not (math.isfinite(self.clip) and self.clip > 0)
-        ):
-            raise ValueError(f"clip must be a positive finite number, got {self.clip!r}")
+        check_positive(self.clip, "clip")
         check_decryptor(self.decryptor)
         check_min_clients(self.min_clients)
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):

@@ -13,8 +13,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from secagg.encoding import check_finite
-
 from . import snapshot, wire
 from .base import (
     AggregationProtocol,
@@ -25,6 +23,7 @@ from .base import (
     State,
     check_config_digest,
     check_dim,
+    check_input,
 )
 from .errors import LocalProtocolError, RemoteProtocolError
 from .messages import Message, RoundStart, register
@@ -101,10 +100,8 @@ class PlaintextClient(ClientSession):
             raise LocalProtocolError("input already provided")
         if self.finished:
             raise LocalProtocolError(f"session is {self.stage}")
-        arr = check_finite(x, "input")
-        if arr.shape != (self.dim,):
-            raise ValueError(f"input must have dimension {self.dim}, got {arr.shape[0]}")
-        self._input = arr.copy()
+        arr = check_input(x, self.dim)
+        self._input = arr
         return self._send() if isinstance(self._state, _WaitingForInput) else []
 
     def _on_round_start(self, msg: RoundStart) -> list[Message]:

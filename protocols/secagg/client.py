@@ -22,12 +22,19 @@ from typing import ClassVar
 import numpy as np
 
 from secagg import aead, keys, modular, shamir
-from secagg.encoding import FixedPointEncoder, check_finite
+from secagg.encoding import FixedPointEncoder
 from secagg.errors import DecryptionError
 from secagg.randomness import RandomSource, default_rng
 
 from .. import snapshot, wire
-from ..base import ClientSession, Completed, State, check_config_digest, check_dim
+from ..base import (
+    ClientSession,
+    Completed,
+    State,
+    check_config_digest,
+    check_dim,
+    check_input,
+)
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..messages import Message, RoundStart
 from . import derivation as d
@@ -179,10 +186,8 @@ class SecAggClient(ClientSession):
         May be called at any time before the masked-input stage ends; if the
         client is already waiting for it, returns the masked input to send.
         """
-        arr = check_finite(x, "input")
-        if arr.shape != (self.dim,):
-            raise ValueError(f"input must have dimension {self.dim}, got {arr.shape[0]}")
-        return self._set_input(arr.copy(), None)
+        arr = check_input(x, self.dim)
+        return self._set_input(arr, None)
 
     def provide_encoded_input(self, ring: np.ndarray) -> list[Message]:
         """Set an input already encoded in Z_{2^bits} (uint64, length ``dim``).

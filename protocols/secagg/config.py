@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from typing import ClassVar
 
 from secagg.encoding import FixedPointEncoder
 
-from ..base import AggregationProtocol, check_threshold, resolve_threshold
+from ..base import AggregationProtocol, check_positive, check_threshold, resolve_threshold
 from . import client as _client  # noqa: F401  (registers the client's snapshot state classes)
 from . import messages as _messages  # noqa: F401  (registers the SecAgg wire types on import)
 from .graph import choose_degree, complete_graph, harary_graph, harary_neighbours
@@ -54,12 +53,7 @@ class SecAgg(AggregationProtocol):
             or not 2 <= self.bits <= 64
         ):
             raise ValueError(f"bits must be an int in [2, 64], got {self.bits!r}")
-        if (
-            isinstance(self.clip, bool)
-            or not isinstance(self.clip, (int, float))
-            or not (math.isfinite(self.clip) and self.clip > 0)
-        ):
-            raise ValueError(f"clip must be a positive finite number, got {self.clip!r}")
+        check_positive(self.clip, "clip")
 
     # -- graph and thresholds (public so drivers and tests can inspect them) --
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
