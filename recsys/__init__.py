@@ -1,0 +1,22 @@
+"""Federated recommendation over private aggregation: biased matrix factorization on users' devices.
+
+Modules (imports only point downward: ``recsys`` -> ``protocols`` -> ``secagg``;
+``torch`` is used only here):
+
+* :mod:`recsys.data` — the :class:`~recsys.data.Ratings` container, MovieLens
+  loaders, a synthetic generator, train/test splits.
+* :mod:`recsys.model`, :mod:`recsys.losses`, :mod:`recsys.optim` — biased MF as
+  a torch module, its regularized loss, small optimizers.
+* :mod:`recsys.centralized`, :mod:`recsys.baselines`, :mod:`recsys.metrics` —
+  the centralized baseline and reference predictors.
+* :mod:`recsys.federated` — the federated trainer: one client per user, item
+  updates through any :mod:`protocols` aggregation protocol.
+* :mod:`recsys.policy` — per-round :class:`~recsys.policy.Plan` s and the
+  policies choosing them (fixed, privacy budget, cost-aware).
+* :mod:`recsys.ledger` — one row per round (accuracy, cumulative ε, bytes,
+  seconds), ``ledger.jsonl``.
+* :mod:`recsys.plots` — PNG plots of one run and of several runs compared.
+* :mod:`recsys.cli` — ``python -m recsys train|compare|demo``.
+
+Submodules are imported on use, so ``import recsys`` stays cheap.
+"""
