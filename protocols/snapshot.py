@@ -18,6 +18,13 @@ leaves the SuperNode). To store it anywhere else, pass ``key=`` (32 bytes):
 the snapshot is then encrypted and authenticated with AES-256-GCM
 (:mod:`secagg.aead`), and the same key is needed to restore it.
 
+**Never restore a snapshot twice.** Each snapshot is a point of no return:
+after the session has answered the next message, the old snapshot must be
+replaced, never restored again. A session rolled back to an earlier snapshot
+could answer a stage twice, e.g. two different unmasking requests, which
+would reveal both shares of a peer; a client cannot detect a rollback of its
+own storage, so the driver must not perform one.
+
 **Randomness.** A snapshot stores no random generator. The restored session
 draws from the ``rng`` given to :meth:`~protocols.AggregationProtocol.restore_client`
 (default: the OS CSPRNG), so it continues with fresh randomness. That is

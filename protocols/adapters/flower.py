@@ -44,7 +44,8 @@ one it opened, so it never runs two sessions of one round. **The snapshot holds 
 secrets.** Flower keeps node state on the SuperNode, which never sends it to
 the SuperLink; if your deployment persists or ships node state elsewhere,
 pass ``snapshot_key=`` (32 bytes, or a function of the context returning
-them) to encrypt it with AES-256-GCM.
+them) to encrypt it with AES-256-GCM. Never roll node state back to an
+earlier snapshot (:mod:`protocols.snapshot` explains why).
 
 Dropouts and deadlines. ``run_round`` sends each step with
 ``grid.send_and_receive(..., timeout=timeout)``. A node that replies with a
