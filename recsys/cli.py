@@ -168,7 +168,7 @@ def _train(args: argparse.Namespace) -> int:
         config,
         rounds=args.rounds,
         delta=args.delta,
-        accountant=args.accountant,
+        accountant=args.accountant or ("rdp" if args.dp_mode in ("ddg", "skellam") else "pld"),
         ledger_path=str(out / "ledger.jsonl"),
     )
     settings = {
@@ -322,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--synthetic-users", type=int, default=943)
     s.add_argument("--synthetic-items", type=int, default=1682)
     s.add_argument("--synthetic-ratings", type=int, default=50, help="ratings per user")
-    s.add_argument("--accountant", choices=("pld", "rdp"), default="pld")
+    s.add_argument(
+        "--accountant",
+        choices=("pld", "rdp"),
+        default=None,
+        help="default: pld (rdp for --dp-mode ddg/skellam, whose bounds are RDP)",
+    )
     s.add_argument("--workers", type=int, default=1, help="client processes in the simulator")
     s.add_argument("--threads", type=int, default=1, help="torch threads")
     s.add_argument(

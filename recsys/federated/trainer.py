@@ -197,6 +197,14 @@ class FederatedTrainer:
             return None
         if not isinstance(plan, Plan):
             raise TypeError(f"the policy returned {plan!r}, not a Plan or None")
+        if (
+            plan.dp
+            and plan.releases
+            and plan.dp_mode in ("ddg", "skellam")
+            and self.ledger.accountant_kind != "rdp"
+        ):
+            # Checked before anything is released: their guarantees are RDP bounds.
+            raise ValueError(f"dp_mode={plan.dp_mode!r} rounds need accountant='rdp'")
         wall0 = time.perf_counter()
         sigma = self.noise_multiplier(plan)
         cfg = self.config

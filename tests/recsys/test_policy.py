@@ -199,3 +199,25 @@ def test_cost_policy_validation():
         CostAwarePolicy([Plan()], max_upload_bytes=-1)
     with pytest.raises(ValueError):
         CostAwarePolicy([Plan()], fallback="maybe")
+
+
+def test_budget_policy_with_discrete_gaussian_stays_within_the_target():
+    train, test = _data(3)
+    base = Plan("secagg", clip=1.0, noise_multiplier=1.0, dp_mode="ddg", count_weight=0.3)
+    policy = BudgetPolicy(5.0, base=base, rounds=3)
+    t = FederatedTrainer(train, test, policy, rounds=3, delta=1e-4, accountant="rdp", n_factors=2)
+    ledger = t.run(5)
+    assert len(ledger) == 3 and all(r.epsilon <= 5.0 for r in ledger)
+    assert ledger.last.epsilon > 4.5
+    events = [privacy.event_from_json(e) for r in ledger for e in r.events]
+    assert all(isinstance(e, privacy.DistributedDiscreteGaussianEvent) for e in events)
+
+
+def test_discrete_modes_need_the_rdp_accountant_before_anything_is_released():
+    train, test = _data(3)
+    plan = Plan("secagg+", clip=1.0, noise_multiplier=1.0, dp_mode="skellam", count_weight=0.3)
+    t = FederatedTrainer(train, test, plan, rounds=2, n_factors=2)  # PLD accountant
+    q0 = t.server.item_factors.clone()
+    with pytest.raises(ValueError, match="rdp"):
+        t.step()
+    assert len(t.ledger) == 0 and (t.server.item_factors == q0).all()
