@@ -189,6 +189,12 @@ def _train(args: argparse.Namespace) -> int:
             else "no DP"
         )
     )
+    if len(test):
+        from .baselines import global_mean_predictions
+        from .metrics import rmse
+
+        ref = rmse(global_mean_predictions(train, test), test.rating)
+        print(f"reference: the global-mean predictor has test RMSE {ref:.4f}")
     start = time.perf_counter()
     with tqdm(total=args.rounds, unit="round", disable=args.no_progress, file=sys.stderr) as bar:
 
