@@ -50,6 +50,14 @@ EXPECTED_OUTPUT: dict[str, list[str]] = {
         "server context is private: False",
         "server can decrypt: False",
     ],
+    "04_private_recommendation.ipynb": [
+        "secagg+ matches plaintext: True",
+        "federated beats the global mean: True",
+        "budgets respected: True",
+        "<= 3: True",
+        "switched mid-run: [1.0, 1.0, 0.5",
+        "after observing the cost: secagg+",
+    ],
     "03_dp_accounting.ipynb": [
         "round trip equal: True",
         "PLD <= RDP at every step count: True",
