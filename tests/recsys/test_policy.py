@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from recsys.data import random_split, synthetic
 from recsys.federated import FederatedTrainer
@@ -19,6 +20,15 @@ from recsys.policy import (
     round_event,
 )
 from secagg import privacy
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # Tiny tensors: intra-op threads only add contention on a shared 2-core box.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _data(seed=0):
