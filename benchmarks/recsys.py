@@ -25,6 +25,25 @@ path); never commit the data.
 Prints a table per section and writes everything (plus the machine, the load
 average before and after, and the commands) to
 ``benchmarks/results/recsys.json``.
+
+Measured on the shared 2-core machine (load average ~2.7; CPU seconds are the
+robust figures):
+
+* one round, 943 clients, k = 20 (dim 37,004), workers 2: SecAgg+ 11.9 s
+  wall (protocol 10.6 s; client CPU 14.5 s over all clients, server 2.0 s;
+  154 kB up and 152 kB down per client, 141 kB of it the float32 model);
+  plaintext 3.7 s. SecAgg+ with 1-coordinate inputs still costs 12.1 s of
+  client CPU (degree k = 36: per-neighbour key agreement, Shamir shares and
+  AEAD), so ~85 % of the round is independent of the dimension and the 5 s
+  target is missed by the protocol's per-client fixed cost, not by the
+  model's size.
+* accuracy (test RMSE, ML-100K, 80/20 split seed 0): plaintext 0.9095 after
+  40 rounds (<= 0.920 from round 12), SecAgg+ 0.9158 after 16 rounds
+  (identical to plaintext round by round up to quantization); plaintext,
+  CKKS and Paillier at q = 0.1, k = 5, 10 rounds: 0.956284 each (max
+  difference 3e-10); user-level DP (delta = 1e-4, bias-only model): eps = 1
+  0.989, eps = 3 0.961, eps = 8 0.946 (central, and SecAgg+ with distributed
+  noise alike).
 """
 
 from __future__ import annotations

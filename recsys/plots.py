@@ -102,9 +102,11 @@ def plot_run(rows: Rows, path: str | os.PathLike[str], *, title: str | None = No
         label="server CPU s",
     )
     ax_sec.set_ylabel("CPU seconds per round")
+    ax_cost.set_ylim(bottom=0)  # per-round costs are often flat: show them against zero
+    ax_sec.set_ylim(bottom=0)
     lines = ax_cost.get_legend_handles_labels()
     lines2 = ax_sec.get_legend_handles_labels()
-    ax_cost.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left")
+    ax_cost.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower left")
 
     for ax in (ax_acc, ax_eps, ax_cost):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
