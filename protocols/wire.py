@@ -200,17 +200,32 @@ class Fixed(FieldKind):
         return bytes(reader.take(self.size))
 
 
+def _is_bool(v: object) -> bool:
+    return type(v) is bool or isinstance(v, np.bool_)
+
+
 class _Ids(FieldKind):
     """A tuple of client ids (u32 each), strictly increasing: sorted and without duplicates."""
 
     name = "ids"
 
     def write(self, out: bytearray, value: object) -> None:
-        ids = tuple(_check_uint(v, MAX_ID + 1, "client id") for v in value)  # type: ignore[attr-defined]
-        if any(a >= b for a, b in itertools.pairwise(ids)):
+        ids = list(value)  # type: ignore[call-overload]
+        # Vectorized checks: RoundStart carries every invited id to every client.
+        try:
+            arr = np.asarray(ids) if ids else np.zeros(0, np.int64)
+        except OverflowError as exc:
+            raise ValueError(f"client id out of range [0, {MAX_ID}]") from exc
+        if arr.ndim != 1 or arr.dtype.kind not in "iu" or True in map(_is_bool, ids):
+            if arr.dtype == object and all(type(v) is int for v in ids):
+                raise ValueError(f"client id out of range [0, {MAX_ID}]")
+            raise TypeError("client ids must be ints")
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > MAX_ID):
+            raise ValueError(f"client id out of range [0, {MAX_ID}]")
+        if arr.size > 1 and not np.all(arr[1:] > arr[:-1]):
             raise ValueError("id lists on the wire must be sorted and unique")
-        out += _U32.pack(len(ids))
-        out += np.asarray(ids, dtype=">u4").tobytes()
+        out += _U32.pack(arr.size)
+        out += arr.astype(">u4").tobytes()
 
     def read(self, reader: Reader) -> tuple[int, ...]:
         n = reader.count(4)

@@ -31,16 +31,17 @@ def length_prefixed(*parts: bytes) -> bytes:
             implicit text encoding sneaks into a cryptographic binding).
         ValueError: a part is longer than ``2**32 - 1`` bytes.
     """
-    out = bytearray()
+    pieces = []
     for i, part in enumerate(parts):
-        if not isinstance(part, (bytes, bytearray, memoryview)):
+        # bytes and bytearray need no copy; memoryview is accepted for convenience.
+        if type(part) is not bytes and not isinstance(part, (bytes, bytearray, memoryview)):
             raise TypeError(f"part {i} must be bytes-like, got {type(part).__name__}")
-        data = bytes(part)
-        if len(data) > MAX_PART_LENGTH:
+        n = len(part) if not isinstance(part, memoryview) else part.nbytes
+        if n > MAX_PART_LENGTH:
             raise ValueError(f"part {i} is too long for a {LENGTH_BYTES}-byte length prefix")
-        out += len(data).to_bytes(LENGTH_BYTES, "big")
-        out += data
-    return bytes(out)
+        pieces.append(n.to_bytes(LENGTH_BYTES, "big"))
+        pieces.append(part)
+    return b"".join(pieces)
 
 
 def split_length_prefixed(data: bytes) -> list[bytes]:
