@@ -169,11 +169,6 @@ class Plan:
             if self.dp_mode in ("ddg", "skellam"):
                 if self.protocol not in ("secagg", "secagg+"):
                     raise ValueError(f"dp_mode={self.dp_mode!r} needs protocol secagg or secagg+")
-                if self.q < 1.0:
-                    raise ValueError(
-                        f"dp_mode={self.dp_mode!r} has no amplification-by-sampling "
-                        "accounting here; use q=1"
-                    )
         elif self.count_weight > self.coordinate_clip:
             raise ValueError("count_weight must not exceed coordinate_clip (it would be clipped)")
 

@@ -58,7 +58,6 @@ def _data(seed=0):
         {"clip": 1.0, "noise_multiplier": 1.0, "dp_mode": "local"},
         {"protocol": "plaintext", "clip": 1.0, "noise_multiplier": 1.0, "dp_mode": "distributed"},
         {"protocol": "paillier", "clip": 1.0, "noise_multiplier": 1.0, "dp_mode": "ddg"},
-        {"clip": 1.0, "noise_multiplier": 1.0, "dp_mode": "ddg", "q": 0.5},
         {"count_weight": 5.0, "coordinate_clip": 4.0},
         {"dropout": 1.0},
         {"threshold": 0.0},
@@ -231,3 +230,16 @@ def test_discrete_modes_need_the_rdp_accountant_before_anything_is_released():
     with pytest.raises(ValueError, match="rdp"):
         t.step()
     assert len(t.ledger) == 0 and (t.server.item_factors == q0).all()
+
+
+def test_ddg_with_client_sampling_is_accountable():
+    # Poisson-sampled DDG rounds are accounted by RDP (Zhu-Wang subsampling bound).
+    from recsys.data import random_split, synthetic
+    from recsys.federated import FederatedTrainer
+
+    train, test = random_split(synthetic(n_users=24, n_items=16, ratings_per_user=8, seed=1), 0.2, seed=0)
+    plan = Plan(protocol="secagg", q=0.5, clip=1.0, noise_multiplier=1.0, dp_mode="ddg")
+    ledger = FederatedTrainer(train, test, plan, rounds=2, accountant="rdp", n_factors=2).run()
+    sampled = [r for r in ledger.rows if r.status == "ok"]
+    assert sampled and all(0 < r.epsilon < float("inf") for r in sampled)
+    assert any("PoissonSampled" in e for r in sampled for e in r.events)
