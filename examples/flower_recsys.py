@@ -222,12 +222,11 @@ def partitions(grid: Grid, n: int) -> dict[int, int]:
 def make_flower_trainer(grid: Grid, nodes_of_user: dict[int, int], timeout: float | None, **kw):
     """A FederatedTrainer whose aggregation runs over Flower (see the module docstring)."""
     from recsys.federated import FederatedTrainer, build_protocol
-    from secagg import privacy
 
     class FlowerTrainer(FederatedTrainer):
-        def _aggregate_round(self, t, plan, sigma, cohort, row) -> list:
-            # Mirrors FederatedTrainer._aggregate_round, with run_round in place of
-            # client_uploads + protocols.simulate: the clients train on their nodes.
+        def run_protocol(self, t, plan, sigma, cohort, row):
+            # run_round in place of client_uploads + protocols.simulate: the
+            # clients train on their own nodes, from the model sent with the round.
             if plan.dropout:
                 raise ValueError("--dropout is a simulator knob; on Flower dropouts are real")
             proto = build_protocol(plan, n_invited=len(cohort), noise_multiplier=sigma)
@@ -244,8 +243,8 @@ def make_flower_trainer(grid: Grid, nodes_of_user: dict[int, int], timeout: floa
                     "plan": ConfigRecord({"plan": json.dumps(plan.to_dict())}),
                 }
             )
-            row["bytes_down_model"] = self.server.model_bytes * len(cohort)
             clients = {int(u): nodes_of_user[int(u)] for u in cohort}  # client id = user id
+            row["train_seconds"] = 0.0
             try:
                 out = fa.run_round(
                     grid,
@@ -258,31 +257,10 @@ def make_flower_trainer(grid: Grid, nodes_of_user: dict[int, int], timeout: floa
                     name=round_name(plan, len(cohort), sigma),
                 )
             except protocols.ProtocolAborted as exc:
-                row["status"] = "aborted"
                 self.last["error"] = str(exc)
-                return []
-            self.last["agg"] = out
+                return None
             row["train_seconds"] = out.input_seconds
-            s0 = time.process_time()
-            d_factors, d_bias = self.server.update_from(
-                out.total,
-                self.layout,
-                survivors=len(out.survivors),
-                expected_clients=plan.q * self.population.n_clients,
-                plan=plan,
-                noise_multiplier=sigma,
-            )
-            self.server.apply(d_factors, d_bias)
-            row.update(
-                bytes_up=out.stats.bytes_up,
-                bytes_down=out.stats.bytes_down + row["bytes_down_model"],
-                client_seconds=out.stats.client_seconds + out.input_seconds,
-                server_seconds=out.stats.server_seconds + time.process_time() - s0,
-                survivors=len(out.survivors),
-            )
-            if not self.server.finite():
-                raise FloatingPointError(f"round {t}: the item parameters diverged")
-            return list(out.result.events) if plan.dp else [privacy.NonPrivateEvent()]
+            return out
 
     return FlowerTrainer(**kw)
 

@@ -182,6 +182,11 @@ class FlowerRound:
         return list(self.result.survivors)
 
     @property
+    def events(self) -> tuple:
+        """DP events caused by the round (as :attr:`protocols.SimulationResult.events`)."""
+        return self.result.events
+
+    @property
     def survivor_nodes(self) -> list[int]:
         """Flower node ids whose inputs are in the total."""
         return [self.nodes[c] for c in self.result.survivors]

@@ -263,26 +263,11 @@ class FederatedTrainer:
     def _aggregate_round(
         self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray, row: dict[str, Any]
     ) -> list[privacy.Event]:
-        cfg = self.config
-        c0 = time.process_time()
-        inputs = self.client_uploads(cohort, plan)
-        row["train_seconds"] = time.process_time() - c0
         row["bytes_down_model"] = self.server.model_bytes * len(cohort)
-        n_drop = round(plan.dropout * len(cohort))
-        dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else []
-        dropout = {int(c): "masked_input" for c in dropped}
-        proto = build_protocol(
-            plan, n_invited=len(cohort), noise_multiplier=sigma, workers=cfg.workers
-        )
-        seed = None if cfg.protocol_seed is None else cfg.protocol_seed * 1_000_003 + t
-        try:
-            agg = protocols.simulate(
-                proto, inputs, dropout=dropout, seed=seed, round=t, workers=cfg.workers
-            )
-        except protocols.ProtocolAborted as exc:
+        agg = self.run_protocol(t, plan, sigma, cohort, row)
+        if agg is None:
             row["status"] = "aborted"
             row["client_seconds"] = row["train_seconds"]
-            self.last["error"] = str(exc)
             return []
         self.last["agg"] = agg
         stats = agg.stats
@@ -306,6 +291,38 @@ class FederatedTrainer:
         if not self.server.finite():
             raise FloatingPointError(f"round {t}: the item parameters diverged (lower local_lr?)")
         return list(agg.events) if plan.dp else [privacy.NonPrivateEvent()]
+
+    def run_protocol(
+        self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray, row: dict[str, Any]
+    ) -> Any:
+        """Carry the cohort's uploads through the round's protocol (the transport hook).
+
+        Returns the aggregate (anything with ``total``, ``survivors``, ``stats``
+        and ``events``, like :class:`protocols.SimulationResult`), or None if
+        the protocol aborted (the reason goes to ``self.last["error"]``). Sets
+        ``row["train_seconds"]`` to the clients' local-training CPU time.
+        This default trains the cohort here and runs real sessions through
+        :func:`protocols.simulate`; ``examples/flower_recsys.py`` overrides it
+        to run the round on Flower, where clients train on their own nodes.
+        """
+        cfg = self.config
+        c0 = time.process_time()
+        inputs = self.client_uploads(cohort, plan)
+        row["train_seconds"] = time.process_time() - c0
+        n_drop = round(plan.dropout * len(cohort))
+        dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else []
+        dropout = {int(c): "masked_input" for c in dropped}
+        proto = build_protocol(
+            plan, n_invited=len(cohort), noise_multiplier=sigma, workers=cfg.workers
+        )
+        seed = None if cfg.protocol_seed is None else cfg.protocol_seed * 1_000_003 + t
+        try:
+            return protocols.simulate(
+                proto, inputs, dropout=dropout, seed=seed, round=t, workers=cfg.workers
+            )
+        except protocols.ProtocolAborted as exc:
+            self.last["error"] = str(exc)
+            return None
 
     def run(
         self, rounds: int | None = None, *, callback: Callable[[LedgerRow], None] | None = None
