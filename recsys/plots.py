@@ -102,8 +102,10 @@ def plot_run(rows: Rows, path: str | os.PathLike[str], *, title: str | None = No
         label="server CPU s",
     )
     ax_sec.set_ylabel("CPU seconds per round")
-    ax_cost.set_ylim(bottom=0)  # per-round costs are often flat: show them against zero
-    ax_sec.set_ylim(bottom=0)
+    # Per-round costs are often flat: show them against zero, with headroom so a
+    # flat line does not sit on the frame.
+    for ax in (ax_cost, ax_sec):
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
     lines = ax_cost.get_legend_handles_labels()
     lines2 = ax_sec.get_legend_handles_labels()
     ax_cost.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="lower left")
