@@ -85,7 +85,8 @@ def default_rng(rng: RandomSource | None) -> RandomSource:
         return SystemRandom()
     # numpy's generators have a bytes(n) method too, so they would pass the duck
     # typing below; they are not cryptographic and must never produce secrets.
-    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+    # Matching the defining module refuses every numpy generator and bit generator.
+    if type(rng).__module__.split(".")[:2] == ["numpy", "random"]:
         raise TypeError(
             "numpy random generators are not cryptographically secure; use "
             "SystemRandom (default) or DeterministicRandom (tests only)"
