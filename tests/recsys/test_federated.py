@@ -22,15 +22,6 @@ from recsys.optim import SGD
 from recsys.policy import Plan
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: intra-op threads only add contention on a shared 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _small(n_users=40, n_items=30, per_user=12, seed=0) -> tuple[Ratings, Ratings]:
     return random_split(synthetic(n_users, n_items, per_user, rank=3, seed=seed), 0.2, seed=seed)
 

@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from recsys.data import random_split, synthetic
 from recsys.federated import FederatedTrainer
@@ -14,16 +13,6 @@ from recsys.ledger import Ledger, LedgerRow, read_jsonl, write_jsonl
 from recsys.plots import plot_comparison, plot_run
 from recsys.policy import Plan
 from secagg import privacy
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: intra-op threads only add contention on a shared 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from recsys.data import random_split, synthetic
 from recsys.federated import FederatedTrainer
@@ -20,15 +19,6 @@ from recsys.policy import (
     round_event,
 )
 from secagg import privacy
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Tiny tensors: intra-op threads only add contention on a shared 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _data(seed=0):
@@ -237,7 +227,9 @@ def test_ddg_with_client_sampling_is_accountable():
     from recsys.data import random_split, synthetic
     from recsys.federated import FederatedTrainer
 
-    train, test = random_split(synthetic(n_users=24, n_items=16, ratings_per_user=8, seed=1), 0.2, seed=0)
+    train, test = random_split(
+        synthetic(n_users=24, n_items=16, ratings_per_user=8, seed=1), 0.2, seed=0
+    )
     plan = Plan(protocol="secagg", q=0.5, clip=1.0, noise_multiplier=1.0, dp_mode="ddg")
     ledger = FederatedTrainer(train, test, plan, rounds=2, accountant="rdp", n_factors=2).run()
     sampled = [r for r in ledger.rows if r.status == "ok"]
