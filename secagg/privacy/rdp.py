@@ -330,6 +330,17 @@ def rdp_skellam(event: SkellamEvent, orders: Sequence[float]) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+def _rdp_curve(orders: Sequence[float], rdp: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (orders, rdp) arrays for the (ε, δ) conversions."""
+    orders_a = np.asarray(orders, dtype=np.float64)
+    rdp_a = np.asarray(rdp, dtype=np.float64)
+    if orders_a.shape != rdp_a.shape or orders_a.ndim != 1 or orders_a.size == 0:
+        raise ValueError("orders and rdp must be non-empty 1-D sequences of the same length")
+    if np.any(orders_a < 1):
+        raise ValueError("Rényi orders must be >= 1")
+    return orders_a, rdp_a
+
+
 def compute_epsilon_from_rdp(
     orders: Sequence[float], rdp: Sequence[float], delta: float
 ) -> tuple[float, float]:
@@ -340,12 +351,7 @@ def compute_epsilon_from_rdp(
     δ ≥ sqrt(1 - exp(-rdp(α))) (KL/Pinsker). Same rules as dp_accounting.
     """
     delta = _validate_delta(delta)
-    orders_a = np.asarray(orders, dtype=np.float64)
-    rdp_a = np.asarray(rdp, dtype=np.float64)
-    if orders_a.shape != rdp_a.shape or orders_a.ndim != 1 or orders_a.size == 0:
-        raise ValueError("orders and rdp must be non-empty 1-D sequences of the same length")
-    if np.any(orders_a < 1):
-        raise ValueError("Rényi orders must be >= 1")
+    orders_a, rdp_a = _rdp_curve(orders, rdp)
     if delta == 0:
         return (0.0, float(orders_a[0])) if np.all(rdp_a == 0) else (math.inf, float(orders_a[0]))
     eps = np.empty_like(rdp_a)
@@ -373,12 +379,7 @@ def compute_delta_from_rdp(
     also capped by the KL bound sqrt(1 - exp(-rdp)). Same as dp_accounting.
     """
     epsilon = _validate_epsilon(epsilon)
-    orders_a = np.asarray(orders, dtype=np.float64)
-    rdp_a = np.asarray(rdp, dtype=np.float64)
-    if orders_a.shape != rdp_a.shape or orders_a.ndim != 1 or orders_a.size == 0:
-        raise ValueError("orders and rdp must be non-empty 1-D sequences of the same length")
-    if np.any(orders_a < 1):
-        raise ValueError("Rényi orders must be >= 1")
+    orders_a, rdp_a = _rdp_curve(orders, rdp)
     logd = np.empty_like(rdp_a)
     for k, (a, r) in enumerate(zip(orders_a, rdp_a, strict=True)):
         if r <= 0:
