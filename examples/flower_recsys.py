@@ -140,7 +140,7 @@ class LocalTraining:
     def __call__(self, message: Message, context: Context) -> np.ndarray:
         import torch
 
-        from recsys.federated import ClientPopulation, UpdateLayout
+        from recsys.federated import ClientPopulation, UpdateLayout, cohort_uploads
         from recsys.policy import Plan
 
         torch.set_num_threads(1)
@@ -152,28 +152,9 @@ class LocalTraining:
         bias = torch.as_tensor(model["bias"].numpy(), dtype=torch.float64)
         plan = Plan.from_dict(json.loads(message.content.config_records["plan"]["plan"]))
         cfg = self.config
-        # FederatedTrainer.client_uploads, for a cohort of one.
         population = ClientPopulation(mine, None, cfg.n_factors)
-        upd, items, local = population.train_cohort(
-            np.array([user]),
-            factors,
-            bias,
-            epochs=plan.local_epochs,
-            lr=cfg.local_lr,
-            global_mean=cfg.mu,
-            reg_factors=cfg.reg_factors,
-            reg_bias=cfg.reg_bias,
-        )
         layout = UpdateLayout(train.n_items, cfg.n_factors, weighted=cfg.aggregation == "item")
-        return layout.encode(
-            upd.delta_factors,
-            upd.delta_bias,
-            items,
-            local,
-            1,
-            count_weight=plan.count_weight,
-            coordinate_clip=None if plan.dp else plan.coordinate_clip,
-        )[0]
+        return cohort_uploads(population, layout, cfg, factors, bias, np.array([user]), plan)[0]
 
 
 class RandomVector:

@@ -28,7 +28,7 @@ from .config import FederatedConfig
 from .local import LocalUpdate, evaluate_rows, item_step, local_update, solve_user_params
 from .population import ClientPopulation, EvalResult
 from .server import ItemServer
-from .trainer import FederatedTrainer
+from .trainer import FederatedTrainer, cohort_uploads
 from .update import UpdateLayout
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "LocalUpdate",
     "UpdateLayout",
     "build_protocol",
+    "cohort_uploads",
     "coordinate_bound",
     "evaluate_rows",
     "item_step",

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 import protocols
 from secagg import privacy
@@ -53,7 +54,44 @@ from .population import ClientPopulation, EvalResult
 from .server import ItemServer
 from .update import UpdateLayout
 
-__all__ = ["FederatedTrainer"]
+__all__ = ["FederatedTrainer", "cohort_uploads"]
+
+
+def cohort_uploads(
+    population: ClientPopulation,
+    layout: UpdateLayout,
+    config: FederatedConfig,
+    factors: Tensor,
+    bias: Tensor,
+    cohort: np.ndarray,
+    plan: Plan,
+) -> np.ndarray:
+    """What each client of ``cohort`` uploads: local training from the received item
+    tables, then the dense encoding (one row per client, in ``cohort`` order).
+
+    The one place that defines a client's round; the in-process trainer runs it
+    for a whole cohort, a client on its own device (``examples/flower_recsys.py``)
+    for a cohort of one.
+    """
+    upd, items, local = population.train_cohort(
+        cohort,
+        factors,
+        bias,
+        epochs=plan.local_epochs,
+        lr=config.local_lr,
+        global_mean=config.mu,
+        reg_factors=config.reg_factors,
+        reg_bias=config.reg_bias,
+    )
+    return layout.encode(
+        upd.delta_factors,
+        upd.delta_bias,
+        items,
+        local,
+        len(cohort),
+        count_weight=plan.count_weight,
+        coordinate_clip=None if plan.dp else plan.coordinate_clip,
+    )
 
 
 class FederatedTrainer:
@@ -165,26 +203,9 @@ class FederatedTrainer:
 
     def client_uploads(self, cohort: np.ndarray, plan: Plan) -> dict[int, np.ndarray]:
         """Local training of ``cohort`` from the current item tables; the vectors they upload."""
-        cfg = self.config
         factors, bias = self.server.download()
-        upd, items, local = self.population.train_cohort(
-            cohort,
-            factors,
-            bias,
-            epochs=plan.local_epochs,
-            lr=cfg.local_lr,
-            global_mean=cfg.mu,
-            reg_factors=cfg.reg_factors,
-            reg_bias=cfg.reg_bias,
-        )
-        vectors = self.layout.encode(
-            upd.delta_factors,
-            upd.delta_bias,
-            items,
-            local,
-            len(cohort),
-            count_weight=plan.count_weight,
-            coordinate_clip=None if plan.dp else plan.coordinate_clip,
+        vectors = cohort_uploads(
+            self.population, self.layout, self.config, factors, bias, cohort, plan
         )
         return {int(cid): vectors[j] for j, cid in enumerate(cohort)}
 
