@@ -66,6 +66,8 @@ def _check_bytes(value: object, name: str) -> bytes:
 
 
 def _u64(value: object, name: str) -> bytes:
+    if type(value) is int and 0 <= value <= _U64_MAX:  # fast path: a plain in-range int
+        return value.to_bytes(8, "big")
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if not 0 <= value <= _U64_MAX:

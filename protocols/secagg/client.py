@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from secagg import aead, keys, modular, shamir
+from secagg import aead, keys, prg, shamir
 from secagg.encoding import FixedPointEncoder
 from secagg.errors import DecryptionError
 from secagg.randomness import RandomSource, default_rng
@@ -124,6 +124,7 @@ class SharingKeys(State):
     mask: keys.KeyPair
     session_id: bytes
     peer_keys: dict[int, tuple[bytes, bytes]]
+    contexts: dict[int, bytes]
     channel_keys: dict[int, bytes]
     self_mask_seed: bytes
     own: PeerShares
@@ -137,9 +138,9 @@ class CollectingInput(State):
 
     info: _RoundInfo
     mask: keys.KeyPair
-    own_keys: tuple[bytes, bytes]
     session_id: bytes
     peer_keys: dict[int, tuple[bytes, bytes]]
+    contexts: dict[int, bytes]
     self_mask_seed: bytes
     held: dict[int, PeerShares]
     NAME: ClassVar[str] = "masked_input"
@@ -272,12 +273,14 @@ class SecAggClient(ClientSession):
         )
         own_keys = (st.channel.public_bytes, st.mask.public_bytes)
         envelopes = []
-        channel_keys = {}
+        contexts, channel_keys = {}, {}
         for peer in holders:
             if peer == self.client_id:
                 continue
             b_share, sk_share = shares[peer + 1]
-            context = d.pair_context(sid, self.client_id, own_keys, peer, peer_keys[peer])
+            context = contexts[peer] = d.pair_context(
+                sid, self.client_id, own_keys, peer, peer_keys[peer]
+            )
             key = channel_keys[peer] = d.channel_key(st.channel, peer_keys[peer][0], context)
             plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b_share + sk_share
             envelopes.append(
@@ -298,6 +301,7 @@ class SecAggClient(ClientSession):
             st.mask,
             sid,
             peer_keys,
+            contexts,
             channel_keys,
             self_mask_seed,
             PeerShares(own_b, own_sk),
@@ -308,7 +312,6 @@ class SecAggClient(ClientSession):
         st = self._state
         assert isinstance(st, SharingKeys)
         held = {self.client_id: st.own}
-        own_keys = (st.channel.public_bytes, st.mask.public_bytes)
         for sender, blob in msg.envelopes:
             if sender not in st.peer_keys:
                 raise RemoteProtocolError(
@@ -338,7 +341,7 @@ class SecAggClient(ClientSession):
                 f"only {len(held)} share holders in this client's group; threshold is {st.info.threshold}"
             )
         self._state = CollectingInput(
-            st.info, st.mask, own_keys, st.session_id, st.peer_keys, st.self_mask_seed, held
+            st.info, st.mask, st.session_id, st.peer_keys, st.contexts, st.self_mask_seed, held
         )
         if self._input is None and self._encoded_input is None:
             return []
@@ -346,29 +349,25 @@ class SecAggClient(ClientSession):
 
     def _send_masked_input(self, st: CollectingInput) -> list[Message]:
         bits = st.info.encoder.bits
+        masked = prg.MaskSum(self.dim, bits)
         if self._encoded_input is not None:
-            masked = self._encoded_input.copy()
+            masked.add_words(self._encoded_input)
         else:
             assert self._input is not None
-            masked = st.info.encoder.encode(self._input, self._rng)
-        # uint64 arithmetic wraps mod 2^64, a multiple of 2^bits: accumulate in
-        # place and reduce once at the end.
-        masked += d.self_mask(st.self_mask_seed, st.session_id, self.client_id, self.dim, bits)
+            masked.add_words(st.info.encoder.encode(self._input, self._rng))
+        d.add_self_mask(masked, st.self_mask_seed, st.session_id, self.client_id)
         for peer in st.held:
             if peer == self.client_id:
                 continue
-            context = d.pair_context(
-                st.session_id, self.client_id, st.own_keys, peer, st.peer_keys[peer]
-            )
+            context = st.contexts[peer]
             secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
-            mask = d.pairwise_mask(secret, context, self.dim, bits)
-            if d.signed_pairwise_mask(self.client_id, peer) > 0:
-                masked += mask
-            else:
-                masked -= mask
-        masked = modular.reduce(masked, bits)
+            d.add_pairwise_mask(masked, secret, context, self.client_id, peer)
         self._state = Unmasking(st.info, st.held)
-        return [MaskedInput(self.client_id, wire.SERVER, self.round, wire.RingVector(bits, masked))]
+        return [
+            MaskedInput(
+                self.client_id, wire.SERVER, self.round, wire.RingVector(bits, masked.result())
+            )
+        ]
 
     def _on_unmask_request(self, msg: UnmaskRequest) -> list[Message]:
         st = self._state

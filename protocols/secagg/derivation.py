@@ -17,18 +17,16 @@ from __future__ import annotations
 import hashlib
 import struct
 
-import numpy as np
-
 from secagg import aead, keys, prg
 from secagg.framing import length_prefixed
 
 __all__ = [
+    "add_pairwise_mask",
+    "add_self_mask",
     "channel_key",
     "envelope_ad",
     "pair_context",
-    "pairwise_mask",
     "pairwise_secret",
-    "self_mask",
     "session_id",
     "signed_pairwise_mask",
 ]
@@ -66,14 +64,30 @@ def envelope_ad(sender: int, receiver: int, round: int, sid: bytes) -> bytes:
     return aead.associated_data(sender=sender, receiver=receiver, round=round, session_id=sid)
 
 
-def self_mask(seed: bytes, sid: bytes, owner: int, dim: int, bits: int) -> np.ndarray:
-    """PRG(b_u): the self mask of client ``owner``."""
-    return prg.expand(seed, length_prefixed(b"self-mask", sid, _ID.pack(owner)), dim, bits)
+def add_self_mask(
+    acc: prg.MaskSum, seed: bytes, sid: bytes, owner: int, *, remove: bool = False
+) -> None:
+    """Add PRG(b_u), the self mask of client ``owner``, to ``acc`` (subtract it with ``remove``)."""
+    acc.add_mask(seed, length_prefixed(b"self-mask", sid, _ID.pack(owner)), subtract=remove)
 
 
-def pairwise_mask(secret: bytes, context: bytes, dim: int, bits: int) -> np.ndarray:
-    """PRG(s_uv), unsigned."""
-    return prg.expand(secret, length_prefixed(b"pairwise-mask", context), dim, bits)
+def add_pairwise_mask(
+    acc: prg.MaskSum,
+    secret: bytes,
+    context: bytes,
+    owner: int,
+    peer: int,
+    *,
+    remove: bool = False,
+) -> None:
+    """Add ``owner``'s signed pairwise mask with ``peer`` to ``acc``, or take it out with ``remove``.
+
+    ``owner`` masks its input with ``signed_pairwise_mask(owner, peer) *
+    PRG(s_uv)``; ``remove=True`` applies the opposite sign, which is what the
+    server does for a dropped peer's masks left in a survivor's input.
+    """
+    subtract = signed_pairwise_mask(owner, peer) < 0
+    acc.add_mask(secret, length_prefixed(b"pairwise-mask", context), subtract=subtract != remove)
 
 
 def signed_pairwise_mask(owner: int, peer: int) -> int:

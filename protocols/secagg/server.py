@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from secagg import keys, modular, shamir
+from secagg import keys, prg, shamir
 from secagg.errors import ShamirError
 from secagg.randomness import RandomSource, default_rng
 
@@ -320,10 +320,10 @@ class SecAggServer(ServerSession):
             self._abort(str(exc))
             return []
         bits = self.encoder.bits
-        total = np.zeros(self.dim, dtype=np.uint64)
+        acc = prg.MaskSum(self.dim, bits)
         for cid in st.survivors:
-            total += st.masked[cid]
-            total -= d.self_mask(self_seeds[cid], st.session_id, cid, self.dim, bits)
+            acc.add_words(st.masked[cid])
+            d.add_self_mask(acc, self_seeds[cid], st.session_id, cid, remove=True)
         for v, secret in mask_keys.items():
             try:
                 pair = keys.KeyPair.from_private_bytes(secret)
@@ -334,15 +334,10 @@ class SecAggServer(ServerSession):
                 return []
             for u in sorted(self.neighbours[v] & st.survivors):
                 context = d.pair_context(st.session_id, u, st.keys[u], v, st.keys[v])
-                mask = d.pairwise_mask(
-                    d.pairwise_secret(pair, st.keys[u][1], context), context, self.dim, bits
-                )
-                # y_u carries sign(u, v) * PRG(s_uv); take it back out.
-                if d.signed_pairwise_mask(u, v) > 0:
-                    total -= mask
-                else:
-                    total += mask
-        total = modular.reduce(total, bits)
+                # y_u carries u's signed mask with v; take it back out.
+                secret_uv = d.pairwise_secret(pair, st.keys[u][1], context)
+                d.add_pairwise_mask(acc, secret_uv, context, u, v, remove=True)
+        total = acc.result()
         integers = self.encoder.decode_integers(total)
         self._result = ServerResult(
             total=integers.astype(np.float64) / self.encoder.scale,

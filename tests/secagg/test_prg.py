@@ -196,3 +196,39 @@ def test_bad_arguments_raise():
 def test_numpy_integer_arguments_are_accepted():
     a = prg.expand(KEY, b"l", np.int64(10), np.int32(32))
     assert np.array_equal(a, prg.expand(KEY, b"l", 10, 32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bits=st.integers(1, 64),
+    n=st.integers(0, 3000),
+    ops=st.lists(st.tuples(st.booleans(), st.booleans()), max_size=6),
+)
+def test_mask_sum_equals_python_int_sum_of_expansions(bits, n, ops):
+    """MaskSum (narrow in-place words) equals the exact sum mod 2^bits of ±expand and ±words."""
+    acc = prg.MaskSum(n, bits)
+    expected = [0] * n
+    for i, (is_mask, subtract) in enumerate(ops):
+        if is_mask:
+            label = f"mask-{i}".encode()
+            acc.add_mask(KEY, label, subtract=subtract)
+            values = _reference_expand(KEY, label, n, bits)
+        else:
+            words = prg.expand(KEY, f"words-{i}".encode(), n, 64)  # may exceed 2^bits
+            acc.add_words(words, subtract=subtract)
+            values = [int(w) for w in words]
+        sign = -1 if subtract else 1
+        expected = [e + sign * v for e, v in zip(expected, values)]
+    out = acc.result()
+    assert out.dtype == np.uint64 and out.shape == (n,)
+    assert out.tolist() == [e % (1 << bits) for e in expected]
+
+
+def test_mask_sum_rejects_bad_words():
+    acc = prg.MaskSum(4, 32)
+    for bad in (np.zeros(3, np.uint64), np.zeros(4, np.int64), np.zeros(4)):
+        with pytest.raises(ValueError):
+            acc.add_words(bad)
+    with pytest.raises(ValueError):
+        acc.add_mask(b"short", b"l")
+    assert acc.result().tolist() == [0, 0, 0, 0]  # nothing half-applied
