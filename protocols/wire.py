@@ -87,6 +87,12 @@ class Reader:
         self._pos += n
         return view
 
+    def rewind(self, n: int) -> None:
+        """Give back the last ``n`` bytes taken (a field that read ahead returns the rest)."""
+        if not 0 <= n <= self._pos:
+            raise ValueError(f"cannot rewind {n} bytes")
+        self._pos -= n
+
     def unpack(self, fmt: struct.Struct) -> tuple:
         return fmt.unpack(self.take(fmt.size))
 
@@ -106,6 +112,7 @@ _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _F64 = struct.Struct(">d")
+_PAIR_HEAD = struct.Struct(">II")
 
 
 class FieldKind:
@@ -200,8 +207,7 @@ class Fixed(FieldKind):
         return bytes(reader.take(self.size))
 
 
-def _is_bool(v: object) -> bool:
-    return type(v) is bool or isinstance(v, np.bool_)
+_BOOL_TYPES = frozenset({bool, np.bool_})
 
 
 class _Ids(FieldKind):
@@ -216,7 +222,12 @@ class _Ids(FieldKind):
             arr = np.asarray(ids) if ids else np.zeros(0, np.int64)
         except OverflowError as exc:
             raise ValueError(f"client id out of range [0, {MAX_ID}]") from exc
-        if arr.ndim != 1 or arr.dtype.kind not in "iu" or True in map(_is_bool, ids):
+        # np.asarray turns bools into ints, so look at the element types (one C-level pass).
+        if (
+            arr.ndim != 1
+            or arr.dtype.kind not in "iu"
+            or not _BOOL_TYPES.isdisjoint(map(type, ids))
+        ):
             if arr.dtype == object and all(type(v) is int for v in ids):
                 raise ValueError(f"client id out of range [0, {MAX_ID}]")
             raise TypeError("client ids must be ints")
@@ -234,7 +245,7 @@ class _Ids(FieldKind):
             raise WireFormatError("id list is not sorted and unique")
         if n and int(ids.max()) > MAX_ID:
             raise WireFormatError("id out of range")
-        return tuple(int(v) for v in ids)
+        return tuple(ids.tolist())
 
 
 class _IdPairs(FieldKind):
@@ -252,14 +263,24 @@ class _IdPairs(FieldKind):
 
     def read(self, reader: Reader) -> tuple[tuple[int, bytes], ...]:
         n = reader.count(8)
+        # One pass over the remaining bytes with unpack_from (share lists are
+        # long and on every client's hot path), checking every bound by hand.
+        view = reader.take(reader.remaining)
+        end, pos, last = len(view), 0, -1
         pairs = []
-        last = -1
         for _ in range(n):
-            (cid,) = reader.unpack(_U32)
+            if end - pos < 8:
+                raise WireFormatError("truncated message: an id pair is cut short")
+            cid, size = _PAIR_HEAD.unpack_from(view, pos)
+            pos += 8
             if cid <= last or cid > MAX_ID:
                 raise WireFormatError("pair ids are not sorted, unique and in range")
+            if size > end - pos:
+                raise WireFormatError(f"truncated message: need {size} bytes, {end - pos} left")
+            pairs.append((cid, bytes(view[pos : pos + size])))
+            pos += size
             last = cid
-            pairs.append((cid, BYTES.read(reader)))
+        reader.rewind(end - pos)
         return tuple(pairs)
 
 

@@ -59,6 +59,40 @@ def test_system_random():
         r.bytes(-1)
 
 
+def test_system_random_large_requests_are_a_fresh_chacha20_stream_per_call(monkeypatch):
+    """Above DIRECT_OS_BYTES the bytes are ChaCha20 under a key drawn from os.urandom per call."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+    from secagg import randomness
+
+    n = randomness.DIRECT_OS_BYTES + 1000
+    keys = [bytes([i]) * 32 for i in (1, 2)]
+    drawn = []
+
+    def fake_urandom(k):
+        assert k == 32  # only the key comes from the OS
+        drawn.append(keys[len(drawn)])
+        return drawn[-1]
+
+    monkeypatch.setattr(os, "urandom", fake_urandom)
+    r = SystemRandom()
+    a, b = r.bytes(n), r.bytes(n)
+    for key, out in zip(keys, (a, b)):
+        # Independent reference: RFC 8439 ChaCha20 with a zero counter and nonce.
+        ref = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor().update(bytes(n))
+        assert out == ref
+    assert a != b
+
+
+def test_system_random_large_requests_look_uniform():
+    data = np.frombuffer(SystemRandom().bytes(1 << 20), dtype=np.uint8)
+    assert len(data) == 1 << 20
+    assert stats.chisquare(np.bincount(data, minlength=256)).pvalue > 1e-6
+    assert SystemRandom().bytes(1 << 16) != SystemRandom().bytes(1 << 16)
+
+
 def test_default_rng():
     assert isinstance(default_rng(None), SystemRandom)
     d = DeterministicRandom(0)
