@@ -362,8 +362,11 @@ class SecAggServer(ServerSession):
                 )
             by_holders[holders, self.thresholds[owner]].append(owner)
         secrets: dict[int, bytes] = {}
+        tables: dict[int, dict[int, bytes]] = {}  # each response's shares, indexed once
         for (holders, threshold), group in by_holders.items():
-            tables = {h: dict(pick(st.responses[h])) for h in holders}
+            for h in holders:
+                if h not in tables:
+                    tables[h] = dict(pick(st.responses[h]))
             points = {h + 1: [tables[h][owner] for owner in group] for h in holders}
             try:
                 values = shamir.combine_many(points, threshold, secret_len=32)
