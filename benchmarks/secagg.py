@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"ours SecAgg+ k={k}, n={n} d={d}, {cfg['repeats']} repeats")
     ours = run_ours(plus, inputs, cfg["repeats"])
     ours["k"] = plus.degree(n)
-    ours["threshold"] = plus.group_threshold(ours["k"] + 1)
+    ours["threshold"] = plus.group_threshold(ours["k"] + 1, n)
     results["ours_secaggplus"] = ours
     ratio = ours["server_seconds"] / results["numpy"]["seconds"]
     results["numpy_ratio"] = ratio
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     # complete graph
     if cfg["complete"]:
         full_graph = protocols.SecAgg(threshold=THRESHOLD, bits=BITS, clip=CLIP)
-        t_full = full_graph.group_threshold(n)
+        t_full = full_graph.group_threshold(n, n)
         log(f"ours SecAgg complete graph, n={n} d={d}, {cfg['complete_repeats']} repeats")
         oc = run_ours(full_graph, inputs, cfg["complete_repeats"])
         oc["threshold"] = t_full
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     sk = scale_proto.degree(sn)
     log(f"scale: SecAgg+ n={sn} d={sd} k={sk}, {sdrop} dropouts at masked_input, workers=2")
     sc = run_ours(scale_proto, scale_inputs, cfg["scale_repeats"], dropout=dropout, workers=2)
-    sc.update(k=sk, threshold=scale_proto.group_threshold(sk + 1), dropouts=sdrop, workers=2)
+    sc.update(k=sk, threshold=scale_proto.group_threshold(sk + 1, sn), dropouts=sdrop, workers=2)
     results["scale"] = sc
     ssize = f"n={sn} d={sd // 1000}K"
     table.add("scale_k", f"scale {ssize}: k (choose_degree)", float(sk), ".0f")

@@ -112,7 +112,10 @@ class Plan:
             trades clip budget between item deltas and item counts.
         dropout: fraction of sampled clients that drop out of the protocol at
             its input stage (a simulation knob, in [0, 1)).
-        threshold: Shamir threshold of SecAgg/SecAgg+ (fraction of a sharing group).
+        threshold: Shamir threshold of SecAgg/SecAgg+ (fraction of a sharing group);
+            ``None`` lets SecAgg+ choose it with its degree (the largest
+            threshold meeting its correctness target, see
+            :class:`protocols.SecAggPlus`) and gives SecAgg 0.5.
         key_bits: Paillier modulus size.
     """
 
@@ -127,7 +130,7 @@ class Plan:
     dp_mode: str = "central"
     count_weight: float = 1.0
     dropout: float = 0.0
-    threshold: float = 0.5
+    threshold: float | None = None
     key_bits: int = 2048
 
     def __post_init__(self) -> None:
@@ -150,8 +153,12 @@ class Plan:
             raise ValueError(f"dp_mode must be one of {DP_MODES}, got {self.dp_mode!r}")
         if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if not (isinstance(self.threshold, numbers.Real) and 0.0 < self.threshold <= 1.0):
-            raise ValueError(f"threshold must lie in (0, 1], got {self.threshold!r}")
+        if self.threshold is not None and not (
+            isinstance(self.threshold, numbers.Real)
+            and not isinstance(self.threshold, bool)
+            and 0.0 < self.threshold <= 1.0
+        ):
+            raise ValueError(f"threshold must lie in (0, 1] or be None, got {self.threshold!r}")
         _int_in(self.key_bits, "key_bits", 1024, 8192)
         has_noise = (self.noise_multiplier is not None) + (self.target_epsilon is not None)
         if self.clip is None and has_noise:

@@ -228,7 +228,7 @@ class SecAggClient(ClientSession):
             nonce=msg.nonce,
             n_clients=len(msg.client_ids),
             neighbours=neighbours,
-            threshold=self.proto.group_threshold(len(neighbours) + 1),
+            threshold=self.proto.group_threshold(len(neighbours) + 1, len(msg.client_ids)),
             encoder=encoder,
         )
         channel = keys.KeyPair.generate(self._rng)

@@ -12,7 +12,13 @@ from secagg.encoding import FixedPointEncoder
 from ..base import AggregationProtocol, check_positive, check_threshold, resolve_threshold
 from . import client as _client  # noqa: F401  (registers the client's snapshot state classes)
 from . import messages as _messages  # noqa: F401  (registers the SecAgg wire types on import)
-from .graph import choose_degree, complete_graph, harary_graph, harary_neighbours
+from .graph import (
+    auto_threshold,
+    choose_degree,
+    complete_graph,
+    harary_graph,
+    harary_neighbours,
+)
 
 __all__ = ["SecAgg", "SecAggPlus"]
 
@@ -46,7 +52,7 @@ class SecAgg(AggregationProtocol):
     )
 
     def __post_init__(self) -> None:
-        check_threshold(self.threshold)
+        self._check_threshold()
         if (
             isinstance(self.bits, bool)
             or not isinstance(self.bits, int)
@@ -54,6 +60,9 @@ class SecAgg(AggregationProtocol):
         ):
             raise ValueError(f"bits must be an int in [2, 64], got {self.bits!r}")
         check_positive(self.clip, "clip")
+
+    def _check_threshold(self) -> None:
+        check_threshold(self.threshold)
 
     # -- graph and thresholds (public so drivers and tests can inspect them) --
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
@@ -64,8 +73,14 @@ class SecAgg(AggregationProtocol):
         """One client's neighbours (what a client session computes)."""
         return frozenset(client_ids) - {cid}
 
-    def group_threshold(self, group_size: int) -> int:
-        """The Shamir threshold for a sharing group of ``group_size`` (client + neighbours)."""
+    def group_threshold(self, group_size: int, n_clients: int) -> int:
+        """The Shamir threshold for a sharing group of ``group_size`` (client + neighbours).
+
+        ``n_clients`` is the number of clients invited to the round (SecAgg+
+        with an automatic threshold needs it; here it only bounds the group).
+        """
+        if group_size > n_clients:
+            raise ValueError(f"a sharing group of {group_size} among {n_clients} clients")
         return resolve_threshold(self.threshold, group_size)
 
     def encoder(self, n_clients: int) -> FixedPointEncoder:
@@ -74,7 +89,8 @@ class SecAgg(AggregationProtocol):
 
     def _digest_fields(self) -> tuple[bytes, ...]:
         return (
-            struct.pack(">d", float(self.threshold)),
+            # -1 stands for the automatic threshold of SecAgg+ (a real one is > 0).
+            struct.pack(">d", -1.0 if self.threshold is None else float(self.threshold)),
             struct.pack(">B", self.bits),
             struct.pack(">d", float(self.clip)),
         )
@@ -101,6 +117,13 @@ class SecAggPlus(SecAgg):
     (odd k needs an even number of clients; ``k >= n - 1`` means the complete graph).
 
     Args:
+        threshold: as for :class:`SecAgg`, or ``None`` (the default) to choose
+            it with the degree: the largest threshold meeting the correctness
+            target, at least a strict majority of each sharing group
+            (:func:`~protocols.secagg.graph.auto_threshold`). At n = 943 with
+            the default targets that is k = 28 and t = 17 of 29, where
+            ``threshold=0.5`` needs k = 36: fewer key agreements and masks per
+            client, and a higher bar for colluding neighbours.
         k: the graph degree, or None to derive it from the targets.
         corrupt_fraction: assumed fraction of clients colluding with the server.
         dropout_rate: assumed fraction of clients that drop out.
@@ -108,6 +131,7 @@ class SecAggPlus(SecAgg):
         correctness_bits: a round fails for lack of shares with probability <= 2^-correctness_bits.
     """
 
+    threshold: float | int | None = None
     k: int | None = None
     corrupt_fraction: float = 0.05
     dropout_rate: float = 0.05
@@ -142,6 +166,22 @@ class SecAggPlus(SecAgg):
             corrupt_fraction=self.corrupt_fraction,
             dropout_rate=self.dropout_rate,
             security_bits=self.security_bits,
+            correctness_bits=self.correctness_bits,
+        )
+
+    def _check_threshold(self) -> None:
+        if self.threshold is not None:  # None: chosen with the degree
+            super()._check_threshold()
+
+    def group_threshold(self, group_size: int, n_clients: int) -> int:
+        if self.threshold is not None:
+            return super().group_threshold(group_size, n_clients)
+        if group_size > n_clients:
+            raise ValueError(f"a sharing group of {group_size} among {n_clients} clients")
+        return auto_threshold(
+            group_size,
+            n_clients,
+            dropout_rate=self.dropout_rate,
             correctness_bits=self.correctness_bits,
         )
 

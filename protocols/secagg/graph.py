@@ -14,6 +14,17 @@ which treats a neighbourhood as a random sample):
   neighbours are corrupt: ``n * P[Bin(k, corrupt_fraction) >= t] <= 2^-security_bits``;
 - correctness: a survivor's self mask is recoverable unless fewer than t of its
   k + 1 share holders respond: ``n * P[Bin(k+1, 1-dropout_rate) < t] <= 2^-correctness_bits``.
+
+With a fixed threshold *fraction* the two conditions pull t in opposite
+directions, and one of them is usually met with a huge margin (at n = 943,
+5 % corrupt and 5 % dropout, t = k/2 meets correctness with 2^-45 to spare
+while security forces k = 36). With ``threshold=None`` the threshold is chosen
+with the degree (:func:`auto_threshold`): for each candidate k the *largest*
+t that still meets the correctness target, never below a strict majority of
+the group; the smallest k whose t then meets the security target wins (k = 28,
+t = 17 of 29 in that example). A larger t only makes collusion harder; the
+majority floor keeps the Bonawitz et al. condition under which no two
+disjoint sets of holders can each reach t.
 """
 
 from __future__ import annotations
@@ -26,7 +37,13 @@ from scipy.stats import binom
 
 from ..base import resolve_threshold
 
-__all__ = ["choose_degree", "complete_graph", "harary_graph", "harary_neighbours"]
+__all__ = [
+    "auto_threshold",
+    "choose_degree",
+    "complete_graph",
+    "harary_graph",
+    "harary_neighbours",
+]
 
 
 def complete_graph(client_ids: Sequence[int]) -> dict[int, frozenset[int]]:
@@ -81,10 +98,31 @@ def harary_neighbours(client_ids: Sequence[int], k: int, nonce: bytes, cid: int)
     return frozenset(peers)
 
 
+def majority(group_size: int) -> int:
+    """The smallest strict majority of a group: ``floor(group_size / 2) + 1``."""
+    return group_size // 2 + 1
+
+
+@functools.lru_cache(maxsize=1024)
+def auto_threshold(group_size: int, n: int, *, dropout_rate: float, correctness_bits: int) -> int:
+    """The largest t meeting the correctness target for groups of ``group_size`` among n clients.
+
+    ``n * P[Bin(group_size, 1 - dropout_rate) < t] <= 2^-correctness_bits``,
+    searched from ``group_size`` down to a strict majority; a group too small
+    to meet the target at a majority gets the majority (correctness then
+    rests on fewer dropouts than assumed).
+    """
+    floor = min(majority(group_size), group_size)
+    for t in range(group_size, floor - 1, -1):
+        if n * binom.cdf(t - 1, group_size, 1.0 - dropout_rate) <= 2.0**-correctness_bits:
+            return t
+    return floor
+
+
 @functools.lru_cache(maxsize=256)
 def choose_degree(
     n: int,
-    threshold: float | int,
+    threshold: float | int | None,
     *,
     corrupt_fraction: float,
     dropout_rate: float,
@@ -93,12 +131,18 @@ def choose_degree(
 ) -> int:
     """The smallest even degree k meeting the security and correctness targets (see module doc).
 
+    ``threshold=None`` chooses the threshold with the degree (:func:`auto_threshold`).
     Returns ``n - 1`` (the complete graph) when no smaller k does.
     """
     # An absolute threshold t needs groups of at least t members (k >= t - 1).
     smallest = max(2, threshold - 1) if isinstance(threshold, int) else 2
     for k in range(smallest + smallest % 2, n - 1, 2):
-        t = resolve_threshold(threshold, k + 1)
+        if threshold is None:
+            t = auto_threshold(
+                k + 1, n, dropout_rate=dropout_rate, correctness_bits=correctness_bits
+            )
+        else:
+            t = resolve_threshold(threshold, k + 1)
         exposed = n * binom.sf(t - 1, k, corrupt_fraction)
         stuck = n * binom.cdf(t - 1, k + 1, 1.0 - dropout_rate)
         if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:

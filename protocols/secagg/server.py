@@ -127,7 +127,7 @@ class SecAggServer(ServerSession):
         self.nonce = self._rng.bytes(32)
         self.neighbours = self.proto.neighbours(self.client_ids, self.nonce)
         self.thresholds = {
-            cid: self.proto.group_threshold(len(peers) + 1)
+            cid: self.proto.group_threshold(len(peers) + 1, len(self.client_ids))
             for cid, peers in self.neighbours.items()
         }
         self._state = CollectingKeys()

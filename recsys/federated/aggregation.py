@@ -57,7 +57,8 @@ def build_protocol(
     if plan.protocol == "plaintext":
         inner = protocols.Plaintext()
     elif plan.protocol == "secagg":
-        inner = protocols.SecAgg(threshold=plan.threshold, bits=plan.bits, clip=clip)
+        threshold = 0.5 if plan.threshold is None else plan.threshold
+        inner = protocols.SecAgg(threshold=threshold, bits=plan.bits, clip=clip)
     elif plan.protocol == "secagg+":
         inner = protocols.SecAggPlus(threshold=plan.threshold, bits=plan.bits, clip=clip)
     elif plan.protocol == "paillier":

@@ -92,7 +92,7 @@ def sizes(lo: int, hi: int, small: int):
 
 def check_secagg_round(n, j, clip, bits, q, x, threshold, dropout, seed):
     proto = protocols.SecAgg(threshold=threshold, bits=bits, clip=clip)
-    t = proto.group_threshold(n)
+    t = proto.group_threshold(n, n)
     # The threshold resolves as documented: an int as is, a fraction f to ceil(f * n).
     if isinstance(threshold, int):
         assert t == threshold
@@ -166,7 +166,7 @@ def plus_case(draw):
     # An int threshold must fit the sharing groups: k + 1 members for an explicit
     # k; with k=None the degree search picks groups large enough for any t <= n.
     group = protocols.SecAggPlus(k=k).degree(n) + 1 if k is not None else n
-    threshold = draw(thresholds(group))
+    threshold = draw(st.one_of(thresholds(group), st.none()))  # None: chosen with k
     return k, n, threshold
 
 
@@ -363,3 +363,67 @@ def test_secagg_rejects_unknown_dropout_stage(proto):
         protocols.simulate(proto, x, dropout={1: "masked-input"}, seed=0)
     with pytest.raises(ValueError):
         protocols.simulate(proto, x, dropout={9: "masked_input"}, seed=0)
+
+
+# ---------------------------------------------------------------------------
+# The automatic threshold of SecAgg+ (chosen with the degree)
+
+TARGETS = st.fixed_dictionaries(
+    {
+        "corrupt_fraction": st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.2]),
+        "dropout_rate": st.sampled_from([0.0, 0.01, 0.05, 0.1, 0.3]),
+        "security_bits": st.sampled_from([20, 40, 64]),
+        "correctness_bits": st.sampled_from([10, 20, 40]),
+    }
+)
+
+
+def _tails(n, k, t, targets):
+    """The two union bounds of the graph module, recomputed here with scipy."""
+    from scipy.stats import binom
+
+    exposed = n * binom.sf(t - 1, k, targets["corrupt_fraction"])
+    stuck = n * binom.cdf(t - 1, k + 1, 1.0 - targets["dropout_rate"])
+    return exposed, stuck
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(3, 3000), targets=TARGETS)
+def test_auto_threshold_meets_both_targets_with_a_majority_at_a_minimal_degree(n, targets):
+    proto = protocols.SecAggPlus(threshold=None, **targets)
+    k = proto.degree(n)
+    t = proto.group_threshold(k + 1, n)
+    assert t > (k + 1) / 2 and t <= k + 1  # a strict majority of the sharing group
+    exposed, stuck = _tails(n, k, t, targets)
+    if k < n - 1:  # a sparse graph is only chosen when it meets both targets
+        assert exposed <= 2.0 ** -targets["security_bits"]
+        assert stuck <= 2.0 ** -targets["correctness_bits"]
+        # t is the largest threshold meeting the correctness target ...
+        if t < k + 1:
+            assert _tails(n, k, t + 1, targets)[1] > 2.0 ** -targets["correctness_bits"]
+    # ... and no smaller even degree works with any majority threshold that
+    # meets correctness (security only improves with t, so its largest such t).
+    for smaller in range(2, min(k, n - 1), 2):
+        group = smaller + 1
+        ok = [
+            tt
+            for tt in range(group // 2 + 1, group + 1)
+            if _tails(n, smaller, tt, targets)[1] <= 2.0 ** -targets["correctness_bits"]
+        ]
+        assert not ok or _tails(n, smaller, max(ok), targets)[0] > 2.0 ** -targets["security_bits"]
+
+
+def test_auto_threshold_needs_fewer_neighbours_than_half_at_ml100k_scale():
+    auto, half = protocols.SecAggPlus(), protocols.SecAggPlus(threshold=0.5)
+    assert (auto.degree(943), auto.group_threshold(auto.degree(943) + 1, 943)) == (28, 17)
+    assert half.degree(943) == 36
+    # The configuration digest tells an automatic threshold from every explicit one.
+    assert auto.config_digest(10) != half.config_digest(10)
+    assert auto.config_digest(10) != protocols.SecAggPlus(threshold=1.0).config_digest(10)
+
+
+def test_auto_threshold_rejects_a_group_larger_than_the_round():
+    with pytest.raises(ValueError, match="sharing group"):
+        protocols.SecAggPlus().group_threshold(6, 5)
+    with pytest.raises(ValueError, match="sharing group"):
+        protocols.SecAgg().group_threshold(6, 5)

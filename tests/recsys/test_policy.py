@@ -51,6 +51,7 @@ def _data(seed=0):
         {"count_weight": 5.0, "coordinate_clip": 4.0},
         {"dropout": 1.0},
         {"threshold": 0.0},
+        {"threshold": True},
         {"key_bits": 512},
     ],
 )
