@@ -35,8 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(REPO))
+# First on the path, even if REPO is already on it further down (Ray, for one,
+# exports PYTHONPATH): otherwise this directory's secagg.py would shadow the package.
+sys.path.insert(0, str(REPO))
 
 from secagg import aead, keys, prg, shamir  # noqa: E402
 from secagg.framing import length_prefixed  # noqa: E402

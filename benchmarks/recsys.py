@@ -59,8 +59,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(REPO))
+# First on the path, even if REPO is already on it further down (Ray, for one,
+# exports PYTHONPATH): otherwise this directory's secagg.py would shadow the package.
+sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
