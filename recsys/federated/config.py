@@ -32,6 +32,19 @@ class FederatedConfig:
             ``rating_scale``: the data's mean is itself a statistic of users'
             ratings, and each user's local bias absorbs the offset anyway.
         rating_scale: public (min, max) rating; evaluation clips predictions to it.
+        bias_scale_reg: if set, every client also fits a private scale of the
+            item bias, predicting ``mu + b_u + (1 + c_u) b_i + p_u.q_i`` — the
+            user-specific scaling of the item bias in Koren's baseline
+            predictor (Koren, "Collaborative Filtering with Temporal
+            Dynamics", KDD 2009) — with this ridge weight per rating on
+            ``c_u`` (towards scale 1). It adds no item parameter and changes
+            neither the upload's shape nor its bound: ``c_u`` is solved
+            exactly with ``b_u`` in the local ridge step
+            (:mod:`recsys.federated.local`) and is never uploaded; like
+            ``b_u`` it enters the item gradient, which is clipped and noised
+            exactly as before, so the DP guarantee and its accounting are
+            unchanged, while at evaluation each client personalizes the
+            released item biases on its device. ``None``: no scaling.
 
     Server:
         aggregation: ``"item"`` — per-item weighted FedAvg: every client also
@@ -76,6 +89,7 @@ class FederatedConfig:
     init_std: float = 0.1
     global_mean: float | None = None
     rating_scale: tuple[float, float] = (1.0, 5.0)
+    bias_scale_reg: float | None = None
     aggregation: str = "item"
     server_optimizer: str = "sgd"
     server_lr: float = 1.0
@@ -109,6 +123,14 @@ class FederatedConfig:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(
                 f"rating_scale must be (min, max) with min < max, got {self.rating_scale!r}"
+            )
+        if self.bias_scale_reg is not None and (
+            isinstance(self.bias_scale_reg, bool)
+            or not isinstance(self.bias_scale_reg, (int, float))
+            or not (math.isfinite(self.bias_scale_reg) and self.bias_scale_reg > 0)
+        ):
+            raise ValueError(
+                f"bias_scale_reg must be a positive finite number or None, got {self.bias_scale_reg!r}"
             )
         if self.global_mean is not None and not math.isfinite(self.global_mean):
             raise ValueError("global_mean must be finite or None")

@@ -17,6 +17,16 @@ epoch is
    parameters are fixed during the pass, so the pass is exactly one
    full-batch gradient step, in any order and with any batch size.
 
+Optional per-user scaling of the item bias (``bias_scale_reg``): the
+prediction becomes ``mu + b_u + (1 + c_u) b_i + p_u.q_i`` with a private
+``c_u`` per user, the user-specific scale of the item bias in Koren's
+baseline predictor ("Collaborative Filtering with Temporal Dynamics", KDD
+2009, eq. 9, without the time dependence). It is one more unknown in the
+user step's ridge regression (its regressor is the received item bias, its
+ridge ``bias_scale_reg`` per rating pulls the scale towards 1), so it costs no
+item parameter: it is a rank-1 factor term whose item factor is the item
+bias itself. Nothing about it leaves the device.
+
 The client uploads ``local item rows - received item rows`` (FedMF's dense
 "full text" variant; see :mod:`recsys.federated.update` for the layout).
 
@@ -50,6 +60,14 @@ __all__ = [
 ]
 
 
+def _predict(global_mean: float, rows: GatheredParams, user_scale: Tensor | None) -> Tensor:
+    """:func:`recsys.model.predict`, plus ``c_u * b_i`` when users scale the item bias."""
+    pred = predict(global_mean, rows)
+    if user_scale is not None:
+        pred = pred + user_scale.detach() * rows.item_bias
+    return pred
+
+
 def solve_user_params(
     item_factors: Tensor,
     item_bias: Tensor,
@@ -60,7 +78,8 @@ def solve_user_params(
     global_mean: float,
     reg_factors: float,
     reg_bias: float,
-) -> tuple[Tensor, Tensor]:
+    bias_scale_reg: float | None = None,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """Each user's exact minimizer ``(p_u, b_u)`` given the item rows of its ratings.
 
     The objective of user ``u`` (``regularized_mse``, ``reduction="sum"``) is
@@ -80,13 +99,22 @@ def solve_user_params(
             (shape ``(R, k)`` and ``(R,)``).
         ratings: ``(R,)``; row_user: ``(R,)`` int64 in ``[0, n_users)``.
 
+        bias_scale_reg: if given, also solve for the user's scale offset
+            ``c_u`` of the item bias (prediction ``... + (1 + c_u) b_j``): the
+            regressor ``b_j`` joins ``x_j`` with ridge ``bias_scale_reg`` per
+            rating (towards ``c_u = 0``, i.e. scale 1).
+
     Returns:
-        ``(P, b)`` of shapes ``(n_users, k)`` and ``(n_users,)``; users without
-        rows get zeros (no data: the prior's mode). With ``reg_factors =
-        reg_bias = 0`` a user with fewer than ``k + 1`` ratings has a singular
-        system; keep some regularization.
+        ``(P, b)`` of shapes ``(n_users, k)`` and ``(n_users,)`` — and ``c`` of
+        shape ``(n_users,)`` as a third element when ``bias_scale_reg`` is
+        given; users without rows get zeros (no data: the prior's mode). With
+        ``reg_factors = reg_bias = 0`` a user with fewer than ``k + 1``
+        ratings has a singular system; keep some regularization.
     """
     dtype = item_factors.dtype
+    scaled = bias_scale_reg is not None
+    if scaled:
+        item_factors = torch.cat([item_factors, item_bias.unsqueeze(1)], dim=1)
     k = item_factors.shape[1]
     x = torch.cat([item_factors, torch.ones(ratings.shape[0], 1, dtype=dtype)], dim=1)
     y = ratings - global_mean - item_bias
@@ -94,7 +122,8 @@ def solve_user_params(
     gram.index_add_(0, row_user, x.unsqueeze(2) * x.unsqueeze(1))
     rhs = torch.zeros(n_users, k + 1, dtype=dtype).index_add_(0, row_user, x * y.unsqueeze(1))
     counts = torch.bincount(row_user, minlength=n_users).to(dtype)
-    ridge = torch.tensor([reg_factors] * k + [reg_bias], dtype=dtype)
+    ridge_f = [reg_factors] * (k - 1) + [float(bias_scale_reg)] if scaled else [reg_factors] * k
+    ridge = torch.tensor([*ridge_f, reg_bias], dtype=dtype)
     gram += torch.diag_embed(counts.unsqueeze(1) * ridge)
     # A user without ratings has an all-zero system: make it the identity
     # (solution 0) instead of singular.
@@ -102,6 +131,12 @@ def solve_user_params(
     if bool(empty.any()):
         gram[empty] = torch.eye(k + 1, dtype=dtype)
     theta = torch.linalg.solve(gram, rhs.unsqueeze(2)).squeeze(2)
+    if scaled:
+        return (
+            theta[:, : k - 1].contiguous(),
+            theta[:, k].contiguous(),
+            theta[:, k - 1].contiguous(),
+        )
     return theta[:, :k].contiguous(), theta[:, k].contiguous()
 
 
@@ -116,19 +151,22 @@ def item_step(
     reg_factors: float,
     reg_bias: float,
     lr: float,
+    user_scale: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One SGD pass on the per-row item copies, user parameters fixed.
 
     All arguments are per row (shape ``(R, k)`` or ``(R,)``). The gradient is
     autograd's on :func:`~recsys.losses.regularized_mse` with
     ``reduction="sum"``: row ``j``'s item copy gets exactly the gradient of its
-    own rating. Returns the new ``(item_factors, item_bias)`` rows.
+    own rating. ``user_scale`` (per row, optional) is the users' scale offset
+    ``c_u`` of the item bias (see the module docstring). Returns the new
+    ``(item_factors, item_bias)`` rows.
     """
     q = item_factors.detach().clone().requires_grad_(True)
     b = item_bias.detach().clone().requires_grad_(True)
     rows = GatheredParams(user_factors.detach(), user_bias.detach(), q, b)
     loss = regularized_mse(
-        predict(global_mean, rows),
+        _predict(global_mean, rows, user_scale),
         ratings,
         rows,
         reg_factors=reg_factors,
@@ -145,13 +183,16 @@ class LocalUpdate:
 
     ``user_factors``/``user_bias`` are the clients' new private parameters
     (indexed by cohort position); ``delta_factors``/``delta_bias`` the
-    per-row changes of the item copies (what, scattered densely, is uploaded).
+    per-row changes of the item copies (what, scattered densely, is uploaded);
+    ``user_scale`` the clients' scale offsets ``c_u`` of the item bias (None
+    unless ``bias_scale_reg`` was given).
     """
 
     user_factors: Tensor  # (n_cohort, k)
     user_bias: Tensor  # (n_cohort,)
     delta_factors: Tensor  # (R, k)
     delta_bias: Tensor  # (R,)
+    user_scale: Tensor | None = None  # (n_cohort,)
 
 
 def local_update(
@@ -167,6 +208,7 @@ def local_update(
     global_mean: float,
     reg_factors: float,
     reg_bias: float,
+    bias_scale_reg: float | None = None,
 ) -> LocalUpdate:
     """``epochs`` local epochs (user step, then item step) of every client in a cohort.
 
@@ -175,12 +217,14 @@ def local_update(
             (``(n_items, k)``, ``(n_items,)``).
         row_item, row_user, ratings: the cohort's training ratings, one row
             each; ``row_user`` is the cohort position ``0..n_cohort-1``.
+        bias_scale_reg: if given, each client also fits its scale offset of
+            the item bias (see the module docstring) and its item step uses it.
     """
     q0, b0 = item_factors[row_item], item_bias[row_item]
     q, b = q0, b0
-    p = bu = None
+    p = bu = c = None
     for _ in range(epochs):
-        p, bu = solve_user_params(
+        solved = solve_user_params(
             q,
             b,
             ratings,
@@ -189,7 +233,10 @@ def local_update(
             global_mean=global_mean,
             reg_factors=reg_factors,
             reg_bias=reg_bias,
+            bias_scale_reg=bias_scale_reg,
         )
+        p, bu = solved[0], solved[1]
+        c = solved[2] if len(solved) == 3 else None
         q, b = item_step(
             p[row_user],
             bu[row_user],
@@ -200,9 +247,10 @@ def local_update(
             reg_factors=reg_factors,
             reg_bias=reg_bias,
             lr=lr,
+            user_scale=None if c is None else c[row_user],
         )
     assert p is not None and bu is not None
-    return LocalUpdate(p, bu, q - q0, b - b0)
+    return LocalUpdate(p, bu, q - q0, b - b0, c)
 
 
 def evaluate_rows(
@@ -216,15 +264,18 @@ def evaluate_rows(
     *,
     global_mean: float,
     clip: tuple[float, float],
+    user_scale: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-user ``(sum of squared errors, sum of absolute errors, count)`` on the given rows.
 
-    ``user_factors``/``user_bias`` are per user, ``item_factors``/``item_bias``
+    ``user_factors``/``user_bias`` (and ``user_scale``, the optional scale
+    offsets of the item bias) are per user, ``item_factors``/``item_bias``
     per row. Predictions are clipped to the rating scale, as in the
     centralized evaluation.
     """
     rows = GatheredParams(user_factors[row_user], user_bias[row_user], item_factors, item_bias)
-    err = predict(global_mean, rows).clamp(clip[0], clip[1]) - ratings
+    scale = None if user_scale is None else user_scale[row_user]
+    err = _predict(global_mean, rows, scale).clamp(clip[0], clip[1]) - ratings
     dtype = err.dtype
     sse = torch.zeros(n_users, dtype=dtype).index_add_(0, row_user, err * err)
     sae = torch.zeros(n_users, dtype=dtype).index_add_(0, row_user, err.abs())

@@ -54,6 +54,8 @@ class ClientPopulation:
         client_ids: ids of the users that hold training ratings (sorted).
         user_factors, user_bias: every client's private parameters, updated
             when the client trains (``(n_users, k)``, ``(n_users,)``, float64).
+        user_scale: every client's scale offset of the item bias
+            (``(n_users,)``; stays 0 unless training with ``bias_scale_reg``).
     """
 
     def __init__(self, train: Ratings, test: Ratings | None, n_factors: int) -> None:
@@ -71,6 +73,7 @@ class ClientPopulation:
         self.client_ids: NDArray[np.int64] = np.flatnonzero(counts > 0).astype(np.int64)
         self.user_factors = torch.zeros(self.n_users, n_factors, dtype=torch.float64)
         self.user_bias = torch.zeros(self.n_users, dtype=torch.float64)
+        self.user_scale = torch.zeros(self.n_users, dtype=torch.float64)
 
     @property
     def n_clients(self) -> int:
@@ -95,6 +98,7 @@ class ClientPopulation:
         global_mean: float,
         reg_factors: float,
         reg_bias: float,
+        bias_scale_reg: float | None = None,
     ) -> tuple[LocalUpdate, Tensor, Tensor]:
         """Local training of clients ``ids`` from the received item tables.
 
@@ -116,10 +120,13 @@ class ClientPopulation:
             global_mean=global_mean,
             reg_factors=reg_factors,
             reg_bias=reg_bias,
+            bias_scale_reg=bias_scale_reg,
         )
         idx = torch.as_tensor(np.asarray(ids, dtype=np.int64))
         self.user_factors[idx] = upd.user_factors
         self.user_bias[idx] = upd.user_bias
+        if upd.user_scale is not None:
+            self.user_scale[idx] = upd.user_scale
         return upd, items, local
 
     def evaluate(
@@ -131,6 +138,7 @@ class ClientPopulation:
         reg_factors: float,
         reg_bias: float,
         clip: tuple[float, float],
+        bias_scale_reg: float | None = None,
     ) -> EvalResult:
         """Federated evaluation: every client scores its own test ratings.
 
@@ -142,10 +150,12 @@ class ClientPopulation:
         aggregation protocol and outside the DP accounting, as is usual for
         federated evaluation. Users with test but no training ratings are
         scored with zero user parameters (the global mean plus item bias).
+        With ``bias_scale_reg`` the refit includes each client's scale of the
+        item bias (see :mod:`recsys.federated.local`).
         """
         if self.test_rating.shape[0] == 0:
             return EvalResult(float("nan"), float("nan"), 0, 0)
-        p, bu = solve_user_params(
+        solved = solve_user_params(
             item_factors[self.train_item],
             item_bias[self.train_item],
             self.train_rating,
@@ -154,7 +164,10 @@ class ClientPopulation:
             global_mean=global_mean,
             reg_factors=reg_factors,
             reg_bias=reg_bias,
+            bias_scale_reg=bias_scale_reg,
         )
+        p, bu = solved[0], solved[1]
+        scale = solved[2] if len(solved) == 3 else None
         sse, sae, count = evaluate_rows(
             p,
             bu,
@@ -165,6 +178,7 @@ class ClientPopulation:
             self.n_users,
             global_mean=global_mean,
             clip=clip,
+            user_scale=scale,
         )
         n = float(count.sum())
         return EvalResult(

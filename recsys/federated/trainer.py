@@ -82,6 +82,7 @@ def cohort_uploads(
         global_mean=config.mu,
         reg_factors=config.reg_factors,
         reg_bias=config.reg_bias,
+        bias_scale_reg=config.bias_scale_reg,
     )
     return layout.encode(
         upd.delta_factors,
@@ -199,6 +200,7 @@ class FederatedTrainer:
             reg_factors=cfg.reg_factors,
             reg_bias=cfg.reg_bias,
             clip=cfg.rating_scale,
+            bias_scale_reg=cfg.bias_scale_reg,
         )
 
     def client_uploads(self, cohort: np.ndarray, plan: Plan) -> dict[int, np.ndarray]:
