@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recsys.cli import DP_DEFAULTS, main
 from recsys.data import random_split, synthetic
 from recsys.federated import (
     FederatedConfig,
@@ -165,3 +167,21 @@ def test_scaling_changes_neither_the_upload_nor_the_privacy_accounting():
     assert led1.last.epsilon == led0.last.epsilon
     assert float(t1.population.user_scale.abs().max()) > 0
     assert float(runs[None][0].population.user_scale.abs().max()) == 0.0
+
+
+def test_cli_applies_the_scale_with_dp_and_can_turn_it_off(tmp_path):
+    small = ["--data", "synthetic", "--synthetic-users", "30", "--synthetic-items", "20"]
+    small += ["--synthetic-ratings", "8", "--protocol", "plaintext", "--rounds", "2"]
+    small += ["--delta", "1e-4", "--no-progress"]
+    configs = {}
+    for name, extra in {
+        "dp": ["--epsilon", "4"],
+        "dp-off": ["--epsilon", "4", "--bias-scale-reg", "0"],
+        "plain": [],
+    }.items():
+        out = tmp_path / name
+        assert main(["train", *small, *extra, "--out", str(out)]) == 0
+        configs[name] = json.loads((out / "run.json").read_text())["config"]
+    assert configs["dp"]["bias_scale_reg"] == DP_DEFAULTS["bias_scale_reg"]
+    assert configs["dp-off"]["bias_scale_reg"] is None
+    assert configs["plain"]["bias_scale_reg"] is None
