@@ -194,7 +194,13 @@ def _worker(conn, proto, dim, inputs, seed, round) -> None:
                 return
             host.deliver(_decode_batch(request))
             out, timing = host.drain()
-            conn.send_bytes(b"ok" + _encode_timing(timing) + _encode_batch(out))
+            # A header (timing and the sender of each message), then every message
+            # on its own: one large concatenated reply would be copied twice more
+            # on each side of the pipe (masked inputs are megabytes per round).
+            ids = struct.pack(f">I{len(out)}I", len(out), *(cid for cid, _ in out))
+            conn.send_bytes(b"ok" + _encode_timing(timing) + ids)
+            for _, payload in out:
+                conn.send_bytes(payload)
     except Exception as exc:  # report, don't hang the parent
         conn.send_bytes(b"er" + f"{type(exc).__name__}: {exc}".encode())
 
@@ -235,7 +241,9 @@ class _ProcessHosts:
             timing, pos = _decode_timing(reply[2:])
             for stage, seconds in timing.items():
                 self._timing[stage] += seconds
-            self._pending += _decode_batch(reply[2 + pos :])
+            (count,) = struct.unpack_from(">I", reply, 2 + pos)
+            senders = struct.unpack_from(f">{count}I", reply, 6 + pos)
+            self._pending += [(cid, conn.recv_bytes()) for cid in senders]
 
     def drain(self):
         out, timing = self._pending, dict(self._timing)
