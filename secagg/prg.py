@@ -171,14 +171,6 @@ class MaskSum:
             self._n + (_SLACK_WORDS_4 if self._word == 4 else _SLACK_WORDS_8), dtype
         )
 
-    @property
-    def n(self) -> int:
-        return self._n
-
-    @property
-    def bits(self) -> int:
-        return self._bits
-
     def add_words(self, words: np.ndarray, *, subtract: bool = False) -> None:
         """Add (or subtract) ``n`` words, e.g. an encoded input (integers; taken mod 2^bits)."""
         arr = np.asarray(words)
