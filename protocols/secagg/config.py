@@ -81,6 +81,9 @@ class SecAgg(AggregationProtocol):
         """
         if group_size > n_clients:
             raise ValueError(f"a sharing group of {group_size} among {n_clients} clients")
+        return self._resolve_threshold(group_size, n_clients)
+
+    def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
         return resolve_threshold(self.threshold, group_size)
 
     def encoder(self, n_clients: int) -> FixedPointEncoder:
@@ -173,11 +176,9 @@ class SecAggPlus(SecAgg):
         if self.threshold is not None:  # None: chosen with the degree
             super()._check_threshold()
 
-    def group_threshold(self, group_size: int, n_clients: int) -> int:
+    def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
         if self.threshold is not None:
-            return super().group_threshold(group_size, n_clients)
-        if group_size > n_clients:
-            raise ValueError(f"a sharing group of {group_size} among {n_clients} clients")
+            return super()._resolve_threshold(group_size, n_clients)
         return auto_threshold(
             group_size,
             n_clients,
