@@ -17,8 +17,8 @@ which treats a neighbourhood as a random sample):
 
 With a fixed threshold *fraction* the two conditions pull t in opposite
 directions, and one of them is usually met with a huge margin (at n = 943,
-5 % corrupt and 5 % dropout, t = k/2 meets correctness with 2^-45 to spare
-while security forces k = 36). With ``threshold=None`` the threshold is chosen
+5 % corrupt and 5 % dropout, t = k/2 + 1 fails a round with probability
+2^-39 where 2^-20 is asked, while security forces k = 36). With ``threshold=None`` the threshold is chosen
 with the degree (:func:`auto_threshold`): for each candidate k the *largest*
 t that still meets the correctness target, never below a strict majority of
 the group; the smallest k whose t then meets the security target wins (k = 28,
@@ -98,7 +98,7 @@ def harary_neighbours(client_ids: Sequence[int], k: int, nonce: bytes, cid: int)
     return frozenset(peers)
 
 
-def majority(group_size: int) -> int:
+def _majority(group_size: int) -> int:
     """The smallest strict majority of a group: ``floor(group_size / 2) + 1``."""
     return group_size // 2 + 1
 
@@ -112,7 +112,7 @@ def auto_threshold(group_size: int, n: int, *, dropout_rate: float, correctness_
     to meet the target at a majority gets the majority (correctness then
     rests on fewer dropouts than assumed).
     """
-    floor = min(majority(group_size), group_size)
+    floor = _majority(group_size)
     for t in range(group_size, floor - 1, -1):
         if n * binom.cdf(t - 1, group_size, 1.0 - dropout_rate) <= 2.0**-correctness_bits:
             return t
