@@ -18,13 +18,14 @@ which treats a neighbourhood as a random sample):
 With a fixed threshold *fraction* the two conditions pull t in opposite
 directions, and one of them is usually met with a huge margin (at n = 943,
 5 % corrupt and 5 % dropout, t = k/2 + 1 fails a round with probability
-2^-39 where 2^-20 is asked, while security forces k = 36). With ``threshold=None`` the threshold is chosen
-with the degree (:func:`auto_threshold`): for each candidate k the *largest*
-t that still meets the correctness target, never below a strict majority of
-the group; the smallest k whose t then meets the security target wins (k = 28,
-t = 17 of 29 in that example). A larger t only makes collusion harder; the
-majority floor keeps the Bonawitz et al. condition under which no two
-disjoint sets of holders can each reach t.
+2^-39 where 2^-20 is asked, while security forces k = 36). With
+``threshold=None`` the threshold is chosen with the degree
+(:func:`auto_threshold`): for each candidate k the *largest* t that still
+meets the correctness target, never below a strict majority of the group;
+the smallest k whose t then meets the security target wins (k = 28, t = 17
+of 29 in that example). A larger t only makes collusion harder; the majority
+floor keeps the Bonawitz et al. condition under which no two disjoint sets
+of holders can each reach t.
 """
 
 from __future__ import annotations
