@@ -79,8 +79,8 @@ def solve_user_params(
     reg_factors: float,
     reg_bias: float,
     bias_scale_reg: float | None = None,
-) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
-    """Each user's exact minimizer ``(p_u, b_u)`` given the item rows of its ratings.
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Each user's exact minimizer ``(p_u, b_u, c_u)`` given the item rows of its ratings.
 
     The objective of user ``u`` (``regularized_mse``, ``reduction="sum"``) is
 
@@ -105,9 +105,9 @@ def solve_user_params(
             rating (towards ``c_u = 0``, i.e. scale 1).
 
     Returns:
-        ``(P, b)`` of shapes ``(n_users, k)`` and ``(n_users,)`` — and ``c`` of
-        shape ``(n_users,)`` as a third element when ``bias_scale_reg`` is
-        given; users without rows get zeros (no data: the prior's mode). With
+        ``(P, b, c)`` of shapes ``(n_users, k)``, ``(n_users,)`` and
+        ``(n_users,)``, ``c`` being None unless ``bias_scale_reg`` is given;
+        users without rows get zeros (no data: the prior's mode). With
         ``reg_factors = reg_bias = 0`` a user with fewer than ``k + 1``
         ratings has a singular system; keep some regularization.
     """
@@ -137,7 +137,7 @@ def solve_user_params(
             theta[:, k].contiguous(),
             theta[:, k - 1].contiguous(),
         )
-    return theta[:, :k].contiguous(), theta[:, k].contiguous()
+    return theta[:, :k].contiguous(), theta[:, k].contiguous(), None
 
 
 def item_step(
@@ -224,7 +224,7 @@ def local_update(
     q, b = q0, b0
     p = bu = c = None
     for _ in range(epochs):
-        solved = solve_user_params(
+        p, bu, c = solve_user_params(
             q,
             b,
             ratings,
@@ -235,8 +235,6 @@ def local_update(
             reg_bias=reg_bias,
             bias_scale_reg=bias_scale_reg,
         )
-        p, bu = solved[0], solved[1]
-        c = solved[2] if len(solved) == 3 else None
         q, b = item_step(
             p[row_user],
             bu[row_user],

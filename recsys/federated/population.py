@@ -155,7 +155,7 @@ class ClientPopulation:
         """
         if self.test_rating.shape[0] == 0:
             return EvalResult(float("nan"), float("nan"), 0, 0)
-        solved = solve_user_params(
+        p, bu, scale = solve_user_params(
             item_factors[self.train_item],
             item_bias[self.train_item],
             self.train_rating,
@@ -166,8 +166,6 @@ class ClientPopulation:
             reg_bias=reg_bias,
             bias_scale_reg=bias_scale_reg,
         )
-        p, bu = solved[0], solved[1]
-        scale = solved[2] if len(solved) == 3 else None
         sse, sae, count = evaluate_rows(
             p,
             bu,

@@ -74,7 +74,7 @@ def test_scaling_never_fits_the_users_ratings_worse(seed, m, lam):
     """The unscaled optimum is feasible with c_u = 0, so the scaled optimum is no worse."""
     q, bi, r, users = _one_user(seed, m, 2)
     kw = dict(global_mean=MU, reg_factors=REG_F, reg_bias=REG_B)
-    p0, b0 = solve_user_params(q, bi, r, users, 1, **kw)
+    p0, b0, _ = solve_user_params(q, bi, r, users, 1, **kw)
     p1, b1, c1 = solve_user_params(q, bi, r, users, 1, bias_scale_reg=lam, **kw)
     zero = torch.zeros((), dtype=torch.float64)
     unscaled = _objective(p0[0], b0[0], zero, q, bi, r, lam)
@@ -85,7 +85,7 @@ def test_scaling_never_fits_the_users_ratings_worse(seed, m, lam):
 def test_a_strong_scale_ridge_recovers_the_unscaled_solve():
     q, bi, r, users = _one_user(3, 9, 2)
     kw = dict(global_mean=MU, reg_factors=REG_F, reg_bias=REG_B)
-    p0, b0 = solve_user_params(q, bi, r, users, 1, **kw)
+    p0, b0, _ = solve_user_params(q, bi, r, users, 1, **kw)
     p1, b1, c1 = solve_user_params(q, bi, r, users, 1, bias_scale_reg=1e9, **kw)
     assert abs(float(c1[0])) < 1e-7
     torch.testing.assert_close(p1, p0, atol=1e-7, rtol=0)

@@ -41,7 +41,7 @@ def test_user_solve_is_the_exact_minimizer(seed):
     q = torch.as_tensor(rng.normal(size=(m, k)))
     bi = torch.as_tensor(rng.normal(size=m))
     r = torch.as_tensor(rng.integers(1, 6, m).astype(float))
-    p, bu = solve_user_params(
+    p, bu, _ = solve_user_params(
         q,
         bi,
         r,
@@ -57,7 +57,7 @@ def test_user_solve_is_the_exact_minimizer(seed):
 
 
 def test_user_without_ratings_gets_zero_parameters():
-    p, bu = solve_user_params(
+    p, bu, _ = solve_user_params(
         torch.ones(2, 2, dtype=torch.float64),
         torch.zeros(2, dtype=torch.float64),
         torch.tensor([4.0, 5.0], dtype=torch.float64),
