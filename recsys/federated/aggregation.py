@@ -54,13 +54,14 @@ def build_protocol(
         raise ValueError("a 'local' plan runs no aggregation protocol")
     clip = coordinate_bound(plan, n_invited, noise_multiplier)
     inner: protocols.AggregationProtocol
+    # threshold None: each protocol's own default (SecAgg 0.5; SecAgg+ chooses it with k).
+    threshold = {} if plan.threshold is None else {"threshold": plan.threshold}
     if plan.protocol == "plaintext":
         inner = protocols.Plaintext()
     elif plan.protocol == "secagg":
-        threshold = 0.5 if plan.threshold is None else plan.threshold
-        inner = protocols.SecAgg(threshold=threshold, bits=plan.bits, clip=clip)
+        inner = protocols.SecAgg(bits=plan.bits, clip=clip, **threshold)
     elif plan.protocol == "secagg+":
-        inner = protocols.SecAggPlus(threshold=plan.threshold, bits=plan.bits, clip=clip)
+        inner = protocols.SecAggPlus(bits=plan.bits, clip=clip, **threshold)
     elif plan.protocol == "paillier":
         inner = protocols.Paillier(
             key_bits=plan.key_bits,
