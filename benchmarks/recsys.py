@@ -134,43 +134,33 @@ def bench_round(
     }
 
 
-def bench_fixed_cost(n: int, workers: int, seed: int) -> dict[str, Any]:
-    """SecAgg+ with 1-coordinate inputs: the per-round cost that does not scale with dim."""
-    inputs = {c: np.zeros(1) for c in range(n)}
-    proto = protocols.SecAggPlus(bits=32, clip=1.0)  # the trainer's default: automatic threshold
-    t0 = time.perf_counter()
-    agg = protocols.simulate(proto, inputs, seed=seed, workers=workers)
-    wall = time.perf_counter() - t0
-    return {
-        "clients": n,
-        "wall_s": wall,
-        "client_cpu_s": agg.stats.client_seconds,
-        "server_cpu_s": agg.stats.server_seconds,
-        "client_cpu_by_stage_s": dict(agg.stats.seconds_by_stage["client"]),
-        "server_cpu_by_stage_s": dict(agg.stats.seconds_by_stage["server"]),
-        "degree": proto.degree(n),
-    }
+def bench_protocol(
+    n: int, dim: int, workers: int, seed: int, k: int | None = None
+) -> dict[str, Any]:
+    """The SecAgg+ protocol alone: n clients with inputs of ``dim`` coordinates.
 
-
-def bench_degree(n: int, dim: int, k: int, workers: int, seed: int) -> dict[str, Any]:
-    """The protocol alone for SecAgg+ with an explicit degree ``k`` (inputs of the round's size).
-
-    What a weaker graph than the default would buy: the inputs are uniform in
-    [-0.01, 0.01] (the round's uploads are of that order), so the cost is the
-    protocol's, not the trainer's.
+    ``dim=1`` isolates the per-round cost that does not grow with the
+    dimension; an explicit ``k`` shows what a weaker graph than the default
+    (``k=None``, the trainer's automatic threshold) would buy. Inputs are
+    uniform in [-0.01, 0.01], the order of the round's uploads.
     """
     gen = np.random.default_rng(seed)  # simulation inputs, nothing secret
     inputs = {c: gen.uniform(-0.01, 0.01, dim) for c in range(n)}
     proto = protocols.SecAggPlus(k=k, bits=32, clip=4.0)
     t0 = time.perf_counter()
     agg = protocols.simulate(proto, inputs, seed=seed, workers=workers)
+    wall = time.perf_counter() - t0
     degree = proto.degree(n)
     return {
+        "clients": n,
+        "dim": dim,
         "k": degree,
         "threshold": proto.group_threshold(degree + 1, n),
-        "protocol_wall_s": time.perf_counter() - t0,
+        "wall_s": wall,
         "client_cpu_s": agg.stats.client_seconds,
         "server_cpu_s": agg.stats.server_seconds,
+        "client_cpu_by_stage_s": dict(agg.stats.seconds_by_stage["client"]),
+        "server_cpu_by_stage_s": dict(agg.stats.seconds_by_stage["server"]),
         "load": _load(),
     }
 
@@ -275,22 +265,22 @@ def main(argv: list[str] | None = None) -> int:
         out["round"].append(res)
         _print_round(res)
     if "secagg+" in args.protocols and not args.no_fixed_cost:
-        fixed = bench_fixed_cost(ratings.n_users, args.workers, args.seed)
+        fixed = bench_protocol(ratings.n_users, 1, args.workers, args.seed)
         out["secagg+_dim1"] = fixed
         print(
             f"\nSecAgg+ with 1-coordinate inputs ({fixed['clients']} clients): wall "
             f"{fixed['wall_s']:.2f} s, client CPU {fixed['client_cpu_s']:.2f} s, server CPU "
-            f"{fixed['server_cpu_s']:.2f} s (degree k = {fixed['degree']}): the part of the "
+            f"{fixed['server_cpu_s']:.2f} s (degree k = {fixed['k']}): the part of the "
             "round that does not grow with the dimension"
         )
     out["degrees"] = []
     for k in args.degrees:
         dim = out["round"][0]["dim"] if out["round"] else ratings.n_items * (args.factors + 2)
-        res = bench_degree(ratings.n_users, dim, k, args.workers, args.seed)
+        res = bench_protocol(ratings.n_users, dim, args.workers, args.seed, k=k)
         out["degrees"].append(res)
         print(
             f"\nSecAgg+ k = {res['k']}, t = {res['threshold']}: protocol wall "
-            f"{res['protocol_wall_s']:.2f} s, client CPU {res['client_cpu_s']:.2f} s, server CPU "
+            f"{res['wall_s']:.2f} s, client CPU {res['client_cpu_s']:.2f} s, server CPU "
             f"{res['server_cpu_s']:.2f} s (load {res['load']:.1f})"
         )
     out["runs"] = [summarize_run(p) for p in args.runs]
