@@ -67,6 +67,7 @@ __all__ = [
     "djn_base",
     "draw_exponents",
     "encrypt_chunk",
+    "exponent_bytes",
     "fixed_base_table",
     "worth_a_table",
 ]
@@ -129,12 +130,17 @@ def djn_base(public_key: PaillierPublicKey) -> int:
     return int(_djn_base(public_key.n))
 
 
+def exponent_bytes(exponent_bits: int) -> int:
+    """Bytes per exponent, as drawn and as read by the table (one table row per byte)."""
+    return -(-exponent_bits // _WINDOW_BITS)
+
+
 def draw_exponents(rng: RandomSource | None, count: int, exponent_bits: int) -> bytes:
     """``count`` exponents uniform in ``[0, 2^exponent_bits)``, little-endian, concatenated.
 
     Each takes ``ceil(exponent_bits/8)`` bytes; one ``rng.bytes`` call draws them all.
     """
-    width = -(-exponent_bits // 8)
+    width = exponent_bytes(exponent_bits)
     raw = bytearray(default_rng(rng).bytes(width * count))
     if exponent_bits % 8:
         top_mask = (1 << (exponent_bits % 8)) - 1
@@ -146,15 +152,14 @@ def draw_exponents(rng: RandomSource | None, count: int, exponent_bits: int) -> 
 class FixedBaseTable:
     """``rows[i][d] = base^(d * 256^i) mod modulus`` for ``d < 256``, ``i < ceil(bits/8)``."""
 
-    __slots__ = ("modulus", "nbytes", "rows")
+    __slots__ = ("modulus", "rows")
 
     def __init__(self, base: gmpy2.mpz, modulus: gmpy2.mpz, exponent_bits: int) -> None:
         self.modulus = modulus
-        self.nbytes = -(-exponent_bits // _WINDOW_BITS)
         rows = []
         step = base  # base^(256^i)
         one = gmpy2.mpz(1)
-        for _ in range(self.nbytes):
+        for _ in range(exponent_bytes(exponent_bits)):
             row = [one, step]
             acc = step
             for _ in range(2, 1 << _WINDOW_BITS):
@@ -165,7 +170,7 @@ class FixedBaseTable:
         self.rows = rows
 
     def power(self, exponent_le: bytes) -> gmpy2.mpz:
-        """``base^e`` for ``e`` given as little-endian bytes (at most ``nbytes`` of them)."""
+        """``base^e`` for ``e`` given as exactly one little-endian byte per row."""
         modulus = self.modulus
         acc = None
         for row, digit in zip(self.rows, exponent_le, strict=True):
@@ -215,7 +220,7 @@ def encrypt_chunk(
     """
     n_mpz = gmpy2.mpz(n)
     nsquare = n_mpz * n_mpz
-    width = -(-exponent_bits // 8)
+    width = exponent_bytes(exponent_bits)
     out = []
     if use_table:
         table = fixed_base_table(n, exponent_bits)

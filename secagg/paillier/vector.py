@@ -85,7 +85,7 @@ def encrypt_packed(
     if use_table and not pool.pool_started():
         # Build the table before the pool forks, so every worker inherits it.
         djn.fixed_base_table(n, ell)
-    width = -(-ell // 8)
+    width = djn.exponent_bytes(ell)
     # Two chunks per worker balance uneven progress without much pickling overhead.
     jobs = [
         (n, ell, values[a:b], alphas[a * width : b * width], use_table)
