@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import gmpy2
 
-from .keys import PaillierPublicKey, check_ciphertext
+from .keys import PaillierPublicKey, check_ciphertexts
 
 __all__ = [
     "ciphertext_from_bytes",
@@ -26,7 +26,8 @@ __all__ = [
 
 def ciphertext_to_bytes(public_key: PaillierPublicKey, ciphertext: int) -> bytes:
     """One ciphertext as fixed-length big-endian bytes (``public_key.ciphertext_bytes``)."""
-    return check_ciphertext(public_key, ciphertext).to_bytes(public_key.ciphertext_bytes, "big")
+    (c,) = check_ciphertexts(public_key, [ciphertext])
+    return c.to_bytes(public_key.ciphertext_bytes, "big")
 
 
 def ciphertext_from_bytes(public_key: PaillierPublicKey, data: bytes) -> int:
@@ -52,7 +53,7 @@ def ciphertext_from_bytes(public_key: PaillierPublicKey, data: bytes) -> int:
 def ciphertexts_to_bytes(public_key: PaillierPublicKey, ciphertexts: Sequence[int]) -> bytes:
     """A vector of ciphertexts, concatenated, each :func:`ciphertext_to_bytes`."""
     width = public_key.ciphertext_bytes
-    return b"".join(check_ciphertext(public_key, c).to_bytes(width, "big") for c in ciphertexts)
+    return b"".join(c.to_bytes(width, "big") for c in check_ciphertexts(public_key, ciphertexts))
 
 
 def ciphertexts_from_bytes(

@@ -33,7 +33,7 @@ moduli; these checks catch garbage, not a malicious key holder.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import gmpy2
 from phe import paillier as _phe
@@ -44,7 +44,7 @@ __all__ = [
     "MIN_KEY_BITS",
     "PaillierPrivateKey",
     "PaillierPublicKey",
-    "check_ciphertext",
+    "check_ciphertexts",
     "crt_decrypt",
     "generate_keypair",
 ]
@@ -241,24 +241,28 @@ class PaillierPrivateKey:
 
     def decrypt_raw(self, ciphertext: int) -> int:
         """Decrypt one ciphertext to its plaintext in ``[0, n)`` (CRT, Paillier 1999 §7)."""
-        return crt_decrypt(self, [check_ciphertext(self.public_key, ciphertext)])[0]
+        return crt_decrypt(self, check_ciphertexts(self.public_key, [ciphertext]))[0]
 
     def __repr__(self) -> str:
         return f"PaillierPrivateKey(key_bits={self.public_key.key_bits}, <secret>)"
 
 
-def check_ciphertext(public_key: PaillierPublicKey, ciphertext: int) -> int:
-    """``int(ciphertext)``; ValueError unless it lies in ``[1, n^2)``, the ciphertext range."""
-    c = int(ciphertext)
-    if not 0 < c < public_key._nsquare:
-        raise ValueError("ciphertext out of range [1, n^2)")
-    return c
+def check_ciphertexts(public_key: PaillierPublicKey, ciphertexts: Iterable[int]) -> list[int]:
+    """The ciphertexts as ints; ValueError unless each is in ``[1, n^2)``, the ciphertext range."""
+    nsquare = public_key.nsquare  # an int: int-to-int comparisons are the fast ones
+    out = []
+    for ciphertext in ciphertexts:
+        c = int(ciphertext)
+        if not 0 < c < nsquare:
+            raise ValueError("ciphertext out of range [1, n^2)")
+        out.append(c)
+    return out
 
 
 def crt_decrypt(private_key: PaillierPrivateKey, ciphertexts: Sequence[int]) -> list[int]:
     """CRT-decrypt a batch of in-range ciphertexts; the exponentiations run without the GIL.
 
-    No range checks (callers apply :func:`check_ciphertext`).
+    No range checks (callers apply :func:`check_ciphertexts`).
     """
     p, q = private_key._p, private_key._q
     psquare, qsquare = private_key._psquare, private_key._qsquare

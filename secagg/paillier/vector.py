@@ -21,7 +21,7 @@ import numpy as np
 
 from ..randomness import RandomSource
 from . import djn, pool
-from .keys import PaillierPrivateKey, PaillierPublicKey, check_ciphertext, crt_decrypt
+from .keys import PaillierPrivateKey, PaillierPublicKey, check_ciphertexts, crt_decrypt
 from .packing import Packer
 
 __all__ = [
@@ -133,8 +133,7 @@ def decrypt_packed(
     if not isinstance(private_key, PaillierPrivateKey):
         raise TypeError("decryption needs a PaillierPrivateKey")
     workers = pool.resolve_workers(workers)
-    public_key = private_key.public_key
-    cts = [check_ciphertext(public_key, c) for c in ciphertexts]
+    cts = check_ciphertexts(private_key.public_key, ciphertexts)
     if workers == 1 or len(cts) < _PARALLEL_MIN_DECRYPT:
         return crt_decrypt(private_key, cts)
     with ThreadPoolExecutor(max_workers=workers) as threads:
