@@ -268,18 +268,20 @@ def make_context(params: CKKSParams | None = None) -> ts.Context:
 
 def export_public_context(ctx: ts.Context) -> bytes:
     """Serialize the public part of ``ctx``: public key only, no secret/relin/Galois keys."""
-    return ctx.serialize(
+    data: bytes = ctx.serialize(  # tenseal ships no type hints
         save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
     )
+    return data
 
 
 def export_secret_context(ctx: ts.Context) -> bytes:
     """Serialize ``ctx`` *with* its secret key, for the key holder's own storage only."""
     if not ctx.is_private():
         raise ValueError("context has no secret key")
-    return ctx.serialize(
+    data: bytes = ctx.serialize(  # tenseal ships no type hints
         save_public_key=True, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
     )
+    return data
 
 
 def context_params(ctx: ts.Context) -> tuple[int, int, int, float]:

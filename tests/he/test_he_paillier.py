@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from secagg import paillier as P
 from secagg.encoding import FixedPointEncoder
+from secagg.paillier import djn
 from secagg.randomness import DeterministicRandom
 
 SETTINGS = settings(
@@ -143,8 +144,8 @@ def test_two_encryptions_of_the_same_plaintext_differ(keypair_1024):
 @given(exponent=st.integers(0, 2**512 - 1))
 def test_fixed_base_table_matches_powmod(exponent):
     n = P.PaillierPublicKey(_TEST_MODULUS)
-    table = P._table(n.n, 512)
-    base = P._djn_base(n.n)
+    table = djn.fixed_base_table(n.n, 512)
+    base = djn._djn_base(n.n)
     got = table.power(exponent.to_bytes(64, "little"))
     assert got == gmpy2.powmod(base, exponent, n.nsquare)
 
@@ -155,8 +156,8 @@ def test_table_and_powmod_paths_and_workers_agree(keypair_1024):
     msgs = list(range(1000, 1000 + 140))  # above the 128-ciphertext parallel threshold
     ell = P.default_exponent_bits(pk.key_bits)
     alphas = DeterministicRandom("alphas").bytes(ell // 8 * len(msgs))
-    with_table = P._encrypt_chunk(pk.n, ell, msgs, alphas, True)
-    without = P._encrypt_chunk(pk.n, ell, msgs, alphas, False)
+    with_table = djn.encrypt_chunk(pk.n, ell, msgs, alphas, True)
+    without = djn.encrypt_chunk(pk.n, ell, msgs, alphas, False)
     assert with_table == without
     serial = P.encrypt_packed(pk, msgs, rng=DeterministicRandom(7), workers=1)
     parallel = P.encrypt_packed(pk, msgs, rng=DeterministicRandom(7), workers=2)
