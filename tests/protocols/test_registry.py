@@ -34,8 +34,8 @@ def _readme_table() -> list[list[str]]:
     return rows
 
 
-def test_builtin_names_in_order():
-    assert registry.names()[: len(BUILTIN)] == BUILTIN
+def test_builtin_protocols_are_registered():
+    assert set(BUILTIN) <= set(registry.names())
 
 
 def test_readme_table_lists_exactly_the_registry():
@@ -51,7 +51,7 @@ def test_readme_table_lists_exactly_the_registry():
         assert row[5] == ", ".join(cls.DROPOUT_STAGES)
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", registry.names())
 def test_every_protocol_describes_itself(name):
     cls = registry.config_class(name)
     assert cls.NAME == name
