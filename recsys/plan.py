@@ -51,13 +51,17 @@ def _positive(value: Any, name: str, *, allow_none: bool = False) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
-        or not (math.isfinite(value) and value > 0)
+        or not (math.isfinite(value) and float(value) > 0)
     ):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def _int_in(value: Any, name: str, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not lo <= value <= hi:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not lo <= int(value) <= hi
+    ):
         raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {value!r}")
 
 

@@ -53,7 +53,7 @@ __all__ = [
 class Policy(Protocol):
     """``policy(round, ledger) -> Plan | None`` (``None`` stops training)."""
 
-    def __call__(self, round: int, ledger: Ledger) -> Plan | None: ...
+    def __call__(self, round: int, ledger: Ledger, /) -> Plan | None: ...
 
 
 @dataclass(frozen=True)

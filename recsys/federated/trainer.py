@@ -315,7 +315,7 @@ class FederatedTrainer:
         inputs = self.client_uploads(cohort, plan)
         train_seconds = time.process_time() - c0
         n_drop = round(plan.dropout * len(cohort))
-        dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else []
+        dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else cohort[:0]
         proto = build_protocol(
             plan, n_invited=len(cohort), noise_multiplier=sigma, workers=cfg.workers
         )
