@@ -202,10 +202,10 @@ def partitions(grid: Grid, n: int) -> dict[int, int]:
 
 def make_flower_trainer(grid: Grid, nodes_of_user: dict[int, int], timeout: float | None, **kw):
     """A FederatedTrainer whose aggregation runs over Flower (see the module docstring)."""
-    from recsys.federated import FederatedTrainer, build_protocol
+    from recsys.federated import FederatedTrainer, RoundOutcome, build_protocol
 
     class FlowerTrainer(FederatedTrainer):
-        def run_protocol(self, t, plan, sigma, cohort, row):
+        def run_protocol(self, t, plan, sigma, cohort):
             # run_round in place of client_uploads + protocols.simulate: the
             # clients train on their own nodes, from the model sent with the round.
             if plan.dropout:
@@ -225,7 +225,6 @@ def make_flower_trainer(grid: Grid, nodes_of_user: dict[int, int], timeout: floa
                 }
             )
             clients = {int(u): nodes_of_user[int(u)] for u in cohort}  # client id = user id
-            row["train_seconds"] = 0.0
             try:
                 out = fa.run_round(
                     grid,
@@ -238,10 +237,8 @@ def make_flower_trainer(grid: Grid, nodes_of_user: dict[int, int], timeout: floa
                     name=round_name(plan, len(cohort), sigma),
                 )
             except protocols.ProtocolAborted as exc:
-                self.last["error"] = str(exc)
-                return None
-            row["train_seconds"] = out.input_seconds
-            return out
+                return RoundOutcome.aborted_with(str(exc))
+            return RoundOutcome.of(out, train_seconds=out.input_seconds)
 
     return FlowerTrainer(**kw)
 
@@ -355,14 +352,13 @@ def run_mf(args: argparse.Namespace) -> int:
 
 
 def run_vector(args: argparse.Namespace) -> int:
-    table = {
-        "plaintext": protocols.Plaintext(),
-        "secagg": protocols.SecAgg(bits=args.bits, clip=1.0),
-        "secagg+": protocols.SecAggPlus(bits=args.bits, clip=1.0),
-        "paillier": protocols.Paillier(key_bits=args.key_bits, bits=min(args.bits, 52), clip=1.0),
-        "ckks": protocols.CKKS(clip=1.0),
-    }
-    proto = table[args.protocol]
+    from protocols import registry
+
+    high = registry.config_class(args.protocol).QUANTIZATION_BITS
+    options = registry.ProtocolOptions(
+        clip=1.0, bits=min(args.bits, high[1]) if high else None, key_bits=args.key_bits
+    )
+    proto = registry.create(args.protocol, options)
     if args.epsilon is not None:
         proto = protocols.DifferentiallyPrivate(
             proto, mode="central", clip=1.0, noise_multiplier=1.0
@@ -403,13 +399,12 @@ def backend_config() -> dict[str, Any]:
 
 
 def main() -> int:
+    from protocols import registry
+    from protocols.dp_modes import DP_MODES
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=("mf", "vector"), default="mf")
-    p.add_argument(
-        "--protocol",
-        default="secagg+",
-        choices=("plaintext", "secagg", "secagg+", "paillier", "ckks"),
-    )
+    p.add_argument("--protocol", default="secagg+", choices=registry.names())
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument(
         "--data", default="synthetic", help="'synthetic', PATH/u.data or PATH/ratings.dat"
@@ -424,7 +419,7 @@ def main() -> int:
     p.add_argument("--bits", type=int, default=32)
     p.add_argument("--key-bits", type=int, default=2048)
     p.add_argument("--epsilon", type=float, default=None, help="DP target (central DP by default)")
-    p.add_argument("--dp-mode", choices=("central", "distributed", "ddg", "skellam"))
+    p.add_argument("--dp-mode", choices=DP_MODES)
     p.add_argument("--delta", type=float, default=1e-5)
     p.add_argument("--dim", type=int, default=1000, help="--task vector: vector length")
     p.add_argument("--timeout", type=float, default=None, help="seconds per protocol step")

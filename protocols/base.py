@@ -16,13 +16,14 @@ no entry for the current state is a :class:`RemoteProtocolError`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -31,8 +32,10 @@ from secagg.framing import length_prefixed
 
 from . import snapshot as _snapshot
 from . import wire
+from .cost import CostEstimate
 from .errors import LocalProtocolError, ProtocolAborted, RemoteProtocolError, SnapshotError
 from .messages import Abort, Message
+from .registry import ProtocolOptions
 
 __all__ = [
     "Aborted",
@@ -293,11 +296,53 @@ class ServerSession(Session):
         return [Abort(wire.SERVER, cid, self.round, reason) for cid in sorted(recipients)]
 
 
+_P = TypeVar("_P", bound="AggregationProtocol")
+
+
 class AggregationProtocol(ABC):
-    """A protocol configuration: frozen, comparable, and a factory of sessions."""
+    """A protocol configuration: frozen, comparable, and a factory of sessions.
+
+    Besides its sessions a config describes itself, so drivers and policies
+    need no per-protocol branches (see :mod:`protocols.registry`):
+    ``NAME``; ``DROPOUT_STAGES`` (where a client may drop out) and
+    ``INPUT_STAGE`` (the stage in which clients send their inputs);
+    ``QUANTIZATION_BITS`` (the range of its ``bits`` setting, None if it has
+    none); ``INTEGER_RING`` (the aggregate is an exact sum in Z_{2^bits}, what
+    DDG/Skellam noise needs); ``SECURE_SUM`` (the server learns only the
+    sum); :meth:`cost` (the expected cost of a round); and
+    :attr:`required_accountant` (the accountant its DP events need).
+    """
 
     NAME: ClassVar[str] = "protocol"
     DROPOUT_STAGES: ClassVar[tuple[str, ...]] = ()
+    INPUT_STAGE: ClassVar[str] = "masked_input"
+    QUANTIZATION_BITS: ClassVar[tuple[int, int] | None] = None
+    INTEGER_RING: ClassVar[bool] = False
+    SECURE_SUM: ClassVar[bool] = True
+
+    @classmethod
+    def from_options(cls: type[_P], options: ProtocolOptions) -> _P:
+        """This protocol configured with the ``options`` it has (its defaults for the rest).
+
+        A dataclass config takes every option named like one of its fields
+        and not None; override for options that map onto settings otherwise.
+        """
+        fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else ()
+        given = {
+            name: value
+            for name, value in dataclasses.asdict(options).items()
+            if value is not None and name in fields
+        }
+        return cls(**given)
+
+    @abstractmethod
+    def cost(self, n_clients: float, dim: int) -> CostEstimate:
+        """The expected cost of one round with ``n_clients`` clients of ``dim`` values each."""
+
+    @property
+    def required_accountant(self) -> str | None:
+        """The accountant this protocol's DP events need (None: any, or no events)."""
+        return None
 
     @abstractmethod
     def server(

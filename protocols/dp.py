@@ -60,13 +60,12 @@ from secagg.randomness import RandomSource, default_rng
 
 from . import snapshot as _snapshot
 from .base import AggregationProtocol, ServerResult, check_input, check_positive
+from .cost import CostEstimate
+from .dp_modes import DP_MODES, dp_mode
 from .errors import LocalProtocolError, SnapshotError
 from .messages import Message, RoundStart
-from .secagg.config import SecAgg
 
 __all__ = ["DP_MODES", "DifferentiallyPrivate"]
-
-DP_MODES = ("central", "distributed", "ddg", "skellam")
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class DifferentiallyPrivate(AggregationProtocol):
             raise ValueError("inner must be a (non-DP) aggregation protocol")
         if self.mode not in DP_MODES:
             raise ValueError(f"mode must be one of {DP_MODES}, got {self.mode!r}")
-        if self.mode in ("ddg", "skellam") and not isinstance(self.inner, SecAgg):
+        if dp_mode(self.mode).discrete and not self.inner.INTEGER_RING:
             raise ValueError(
                 f"mode={self.mode!r} needs an integer secure aggregation (SecAgg or SecAggPlus)"
             )
@@ -125,6 +124,19 @@ class DifferentiallyPrivate(AggregationProtocol):
     def DROPOUT_STAGES(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.inner.DROPOUT_STAGES
 
+    @property
+    def INPUT_STAGE(self) -> str:  # type: ignore[override]
+        return self.inner.INPUT_STAGE
+
+    @property
+    def required_accountant(self) -> str | None:
+        """``"rdp"`` for DDG/Skellam (see :attr:`protocols.dp_modes.DPMode.accountant`)."""
+        return dp_mode(self.mode).accountant
+
+    def cost(self, n_clients: float, dim: int) -> CostEstimate:
+        """The inner protocol's (noise costs no bytes; DDG/Skellam pad to a power of two)."""
+        return self.inner.cost(n_clients, self._inner_dim(dim))
+
     def _digest_fields(self) -> tuple[bytes, ...]:
         return (
             self.inner.config_digest(0),
@@ -138,11 +150,10 @@ class DifferentiallyPrivate(AggregationProtocol):
     def integer_mechanism(self, dim: int, n_invited: int, nonce: bytes):
         """The DDG/Skellam mechanism of a round (public parameters only)."""
         cls = DistributedDiscreteGaussian if self.mode == "ddg" else DistributedSkellam
-        assert isinstance(self.inner, SecAgg)
         return cls(
             dim,
             self.clip,
-            min(self.inner.bits, 52),
+            min(self.inner.bits, 52),  # every INTEGER_RING protocol has bits
             self._expected(n_invited),
             self.noise_multiplier,
             rotation_seed=hashlib.sha256(b"secagg-fl/dp-rotation\x00" + nonce).digest(),
@@ -152,7 +163,7 @@ class DifferentiallyPrivate(AggregationProtocol):
 
     def _inner_dim(self, dim: int) -> int:
         # The integer mechanisms rotate in a power-of-two dimension.
-        return next_power_of_two(dim) if self.mode in ("ddg", "skellam") else dim
+        return next_power_of_two(dim) if dp_mode(self.mode).discrete else dim
 
     def server(self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0) -> DPServer:
         ids = list(client_ids)

@@ -11,8 +11,10 @@ Modules (imports only point downward: ``recsys`` -> ``protocols`` -> ``secagg``;
   the centralized baseline and reference predictors.
 * :mod:`recsys.federated` — the federated trainer: one client per user, item
   updates through any :mod:`protocols` aggregation protocol.
-* :mod:`recsys.policy` — per-round :class:`~recsys.policy.Plan` s and the
-  policies choosing them (fixed, privacy budget, cost-aware).
+* :mod:`recsys.plan` — the per-round :class:`~recsys.plan.Plan`, its planned
+  DP event and the noise calibration; :mod:`recsys.policies` — the policies
+  choosing plans (fixed, privacy budget, cost-aware); :mod:`recsys.policy`
+  gathers both under one import.
 * :mod:`recsys.ledger` — one row per round (accuracy, cumulative ε, bytes,
   seconds), ``ledger.jsonl``.
 * :mod:`recsys.plots` — PNG plots of one run and of several runs compared.

@@ -31,8 +31,6 @@ from typing import Any
 
 __all__ = ["build_parser", "main"]
 
-PROTOCOL_CHOICES = ("plaintext", "secagg", "secagg+", "paillier", "ckks")
-
 #: Defaults of ``train --epsilon`` (flags given explicitly win): the best
 #: settings found on ML-100K at eps = 1, 3, 8 (see benchmarks/recsys.py). Under
 #: user-level DP with ~1000 users the noise swamps latent factors, so the
@@ -95,6 +93,13 @@ def _format_row(row) -> str:
 
 def _dp(args: argparse.Namespace) -> bool:
     return args.epsilon is not None and math.isfinite(args.epsilon)
+
+
+def _default_accountant(args: argparse.Namespace) -> str:
+    """``pld``, unless the DP mode's events need another (``rdp`` for DDG/Skellam)."""
+    from protocols.dp_modes import dp_mode
+
+    return (dp_mode(args.dp_mode).accountant if args.dp_mode else None) or "pld"
 
 
 def _make_policy(args: argparse.Namespace):
@@ -175,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
         config,
         rounds=args.rounds,
         delta=args.delta,
-        accountant=args.accountant or ("rdp" if args.dp_mode in ("ddg", "skellam") else "pld"),
+        accountant=args.accountant or _default_accountant(args),
         ledger_path=str(out / "ledger.jsonl"),
     )
     settings = {
@@ -183,7 +188,7 @@ def _train(args: argparse.Namespace) -> int:
         "args": {k: v for k, v in vars(args).items() if k != "func"},
         "data": {"ratings": len(ratings), "train": len(train), "test": len(test)},
         "config": config.to_dict(),
-        "info": {k: v for k, v in trainer.ledger.info.items() if k != "config"},
+        "info": {k: v for k, v in trainer.ledger.info.to_dict().items() if k != "config"},
     }
     (out / "run.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
     print(
@@ -284,6 +289,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from protocols import registry
+    from protocols.dp_modes import DP_MODES
+
     parser = argparse.ArgumentParser(
         prog="recsys",
         description=__doc__.split("\n\n")[0],
@@ -293,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="federated MF training through an aggregation protocol")
     tr.add_argument("--data", required=True, help="'synthetic', PATH/u.data or PATH/ratings.dat")
-    tr.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="secagg+")
+    tr.add_argument("--protocol", choices=registry.names(), default="secagg+")
     tr.add_argument("--rounds", type=int, default=20)
     tr.add_argument(
         "--epsilon",
@@ -311,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--key-bits", type=int, default=2048, help="Paillier modulus bits")
     g.add_argument("--coordinate-clip", type=float, default=4.0)
     g.add_argument("--clip", type=float, default=None, help="DP L2 clip of one upload")
-    g.add_argument("--dp-mode", choices=("central", "distributed", "ddg", "skellam"))
+    g.add_argument("--dp-mode", choices=DP_MODES)
     g.add_argument("--count-weight", type=float, default=None)
     g.add_argument("--dropout", type=float, default=0.0, help="simulated dropout fraction")
     g.add_argument(

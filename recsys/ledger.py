@@ -30,7 +30,7 @@ from typing import Any
 
 from secagg import privacy
 
-__all__ = ["Ledger", "LedgerRow", "make_accountant", "read_jsonl", "write_jsonl"]
+__all__ = ["Ledger", "LedgerRow", "RunInfo", "make_accountant", "read_jsonl", "write_jsonl"]
 
 ACCOUNTANTS = ("pld", "rdp")
 
@@ -42,6 +42,34 @@ def make_accountant(kind: str) -> privacy.PrivacyAccountant:
     if kind == "rdp":
         return privacy.RDPAccountant()
     raise ValueError(f"accountant must be one of {ACCOUNTANTS}, got {kind!r}")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Facts about a run that policies may use (the trainer fills them in).
+
+    Attributes:
+        rounds: planned number of rounds (what ``target_epsilon`` and
+            :class:`~recsys.policies.BudgetPolicy` spread ε over; 0: unknown).
+        n_clients: clients that may be sampled.
+        n_users, n_items: sizes of the id spaces.
+        item_dim: values per item in the upload.
+        upload_dim: length of one client's upload vector.
+        model_bytes: bytes of the item parameters one client downloads.
+        config: the run's :class:`~recsys.federated.FederatedConfig` as a dict.
+    """
+
+    rounds: int = 0
+    n_clients: int = 1
+    n_users: int = 0
+    n_items: int = 0
+    item_dim: int = 0
+    upload_dim: int = 1
+    model_bytes: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -131,8 +159,7 @@ class Ledger:
         accountant: ``"pld"`` or ``"rdp"``.
         path: if given, every appended row is also written (and flushed) to
             this JSONL file, which is truncated first.
-        info: facts about the run that policies may use (``n_clients``,
-            ``rounds``, ``upload_dim``, ``model_bytes``...).
+        info: facts about the run that policies may use (:class:`RunInfo`).
     """
 
     def __init__(
@@ -141,7 +168,7 @@ class Ledger:
         accountant: str = "pld",
         *,
         path: str | os.PathLike[str] | None = None,
-        info: dict[str, Any] | None = None,
+        info: RunInfo | None = None,
     ) -> None:
         if not (isinstance(delta, (int, float)) and 0.0 < delta < 1.0):
             raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
@@ -149,7 +176,9 @@ class Ledger:
         self.accountant_kind = accountant
         self.accountant = make_accountant(accountant)
         self.rows: list[LedgerRow] = []
-        self.info: dict[str, Any] = dict(info or {})
+        if info is not None and not isinstance(info, RunInfo):
+            raise TypeError(f"info must be a RunInfo, got {type(info).__name__}")
+        self.info = info if info is not None else RunInfo()
         self.path = Path(path) if path is not None else None
         self._epsilon = 0.0
         self._released = False

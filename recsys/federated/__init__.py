@@ -4,7 +4,7 @@ Each client is one user: its ratings, user vector and user bias never leave
 it. Each round the server sends all item parameters to the sampled clients,
 they train locally and upload a dense item update through the round's
 aggregation protocol (:mod:`protocols`), and the server applies the
-aggregate. A policy picks each round's :class:`~recsys.policy.Plan` and a
+aggregate. A policy picks each round's :class:`~recsys.plan.Plan` and a
 :class:`~recsys.ledger.Ledger` records accuracy, cumulative ε and cost.
 
 >>> from recsys.data import synthetic, random_split
@@ -20,12 +20,14 @@ Modules, apart as in Spotlight (model, loss, loop): the model and the loss
 are :mod:`recsys.model` and :mod:`recsys.losses`; :mod:`.local` is what one
 client computes, :mod:`.update` the upload's layout, :mod:`.population` the
 clients, :mod:`.server` the server, :mod:`.aggregation` the protocol of a
-plan, :mod:`.trainer` the loop.
+plan, :mod:`.outcome` what a round's aggregation gave and the DP events it
+composes, :mod:`.trainer` the loop.
 """
 
 from .aggregation import build_protocol, coordinate_bound
 from .config import FederatedConfig
 from .local import LocalUpdate, evaluate_rows, item_step, local_update, solve_user_params
+from .outcome import RoundOutcome, round_events
 from .population import ClientPopulation, EvalResult
 from .server import ItemServer
 from .trainer import FederatedTrainer, cohort_uploads
@@ -38,6 +40,7 @@ __all__ = [
     "FederatedTrainer",
     "ItemServer",
     "LocalUpdate",
+    "RoundOutcome",
     "UpdateLayout",
     "build_protocol",
     "cohort_uploads",
@@ -45,5 +48,6 @@ __all__ = [
     "evaluate_rows",
     "item_step",
     "local_update",
+    "round_events",
     "solve_user_params",
 ]

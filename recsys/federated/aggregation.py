@@ -1,4 +1,8 @@
-"""From a round's :class:`~recsys.policy.Plan` to a :mod:`protocols` configuration.
+"""From a round's :class:`~recsys.plan.Plan` to a :mod:`protocols` configuration.
+
+The protocol itself comes from the registry (:mod:`protocols.registry`, via
+:meth:`Plan.protocol_config <recsys.plan.Plan.protocol_config>`), so a newly
+registered protocol needs nothing here.
 
 Per-coordinate clipping: SecAgg, SecAgg+, Paillier and CKKS clip every
 coordinate to ``[-clip, clip]`` before encoding, and their fixed-point scale
@@ -17,7 +21,7 @@ import math
 
 import protocols
 
-from ..policy import Plan
+from ..plan import Plan
 
 __all__ = ["NOISE_STDS", "build_protocol", "coordinate_bound"]
 
@@ -52,27 +56,12 @@ def build_protocol(
     """
     if not plan.releases:
         raise ValueError("a 'local' plan runs no aggregation protocol")
-    clip = coordinate_bound(plan, n_invited, noise_multiplier)
-    inner: protocols.AggregationProtocol
-    # threshold None: each protocol's own default (SecAgg 0.5; SecAgg+ chooses it with k).
-    threshold = {} if plan.threshold is None else {"threshold": plan.threshold}
-    if plan.protocol == "plaintext":
-        inner = protocols.Plaintext()
-    elif plan.protocol == "secagg":
-        inner = protocols.SecAgg(bits=plan.bits, clip=clip, **threshold)
-    elif plan.protocol == "secagg+":
-        inner = protocols.SecAggPlus(bits=plan.bits, clip=clip, **threshold)
-    elif plan.protocol == "paillier":
-        inner = protocols.Paillier(
-            key_bits=plan.key_bits,
-            bits=plan.bits,
-            clip=clip,
-            workers=1 if workers > 1 else None,
-        )
-    elif plan.protocol == "ckks":
-        inner = protocols.CKKS(clip=clip)
-    else:  # pragma: no cover - Plan validates the name
-        raise ValueError(f"unknown protocol {plan.protocol!r}")
+    # A protocol with its own process pool (Paillier) runs one process per
+    # simulator worker rather than a pool inside each; threshold None leaves
+    # each protocol its own default (SecAgg 0.5; SecAgg+ chooses it with k).
+    inner = plan.protocol_config(
+        coordinate_bound(plan, n_invited, noise_multiplier), workers=1 if workers > 1 else None
+    )
     if not plan.dp:
         return inner
     if noise_multiplier is None:

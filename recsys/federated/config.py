@@ -1,7 +1,7 @@
 """Hyperparameters of a federated MF run that do not change from round to round.
 
 What may change per round (protocol, DP, sampling rate, local epochs, bits)
-lives in :class:`recsys.policy.Plan`; what is fixed for the run (the model,
+lives in :class:`recsys.plan.Plan`; what is fixed for the run (the model,
 the local optimizer, the server's aggregation rule and optimizer) lives here.
 """
 

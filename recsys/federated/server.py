@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..policy import Plan
+from ..plan import Plan
 from .config import FederatedConfig
 from .update import UpdateLayout
 

@@ -2,9 +2,9 @@
 
 One round ``t`` of :class:`FederatedTrainer`:
 
-1. the policy picks the round's :class:`~recsys.policy.Plan` from the ledger
+1. the policy picks the round's :class:`~recsys.plan.Plan` from the ledger
    (``None`` ends the run); a plan with ``target_epsilon`` gets its σ
-   calibrated for the trainer's planned rounds;
+   calibrated for the trainer's planned rounds (:func:`recsys.plan.calibrate`);
 2. every client is sampled independently with probability ``q`` (Poisson
    sampling; the rate is public, the sample is simulated with numpy);
 3. each sampled client downloads *all* item parameters (so the download does
@@ -13,13 +13,14 @@ One round ``t`` of :class:`FederatedTrainer`:
    (:mod:`recsys.federated.update`);
 4. the uploads go through the round's protocol in
    :func:`protocols.simulate` — real client and server sessions exchanging
-   serialized messages — with the plan's simulated dropouts;
+   serialized messages — with the plan's simulated dropouts; this transport
+   hook, :meth:`FederatedTrainer.run_protocol`, returns a
+   :class:`~recsys.federated.outcome.RoundOutcome`;
 5. the server decodes the aggregate and applies the update
    (:class:`~recsys.federated.server.ItemServer`);
-6. the round's DP events (``SimulationResult.events``; a non-DP release is a
-   :class:`~secagg.privacy.NonPrivateEvent`) are composed into the ledger's
-   accountant, the clients evaluate on their own test ratings, and a
-   :class:`~recsys.ledger.LedgerRow` is appended.
+6. the round's DP events (:func:`~recsys.federated.outcome.round_events`)
+   are composed into the ledger's accountant, the clients evaluate on their
+   own test ratings, and a :class:`~recsys.ledger.LedgerRow` is appended.
 
 A round that samples nobody still composes the plan's event (the mechanism
 ran on an empty sample; composing it is the conservative choice) and leaves
@@ -46,10 +47,12 @@ import protocols
 from secagg import privacy
 
 from ..data import Ratings
-from ..ledger import Ledger, LedgerRow
-from ..policy import Plan, Policy, as_policy, round_event
+from ..ledger import Ledger, LedgerRow, RunInfo
+from ..plan import Plan, calibrate
+from ..policies import Policy, as_policy
 from .aggregation import build_protocol
 from .config import FederatedConfig
+from .outcome import RoundOutcome, round_events
 from .population import ClientPopulation, EvalResult
 from .server import ItemServer
 from .update import UpdateLayout
@@ -102,7 +105,7 @@ class FederatedTrainer:
         train, test: ratings split over the same id spaces (e.g.
             :func:`recsys.data.random_split`); user ``u``'s ratings are
             client ``u``'s data. ``test`` may be None (no evaluation).
-        policy: a :class:`~recsys.policy.Plan` (the same every round) or a
+        policy: a :class:`~recsys.plan.Plan` (the same every round) or a
             callable ``(round, ledger) -> Plan | None``.
         config: the run's fixed settings; keyword ``overrides`` replace
             single fields (``FederatedTrainer(tr, te, plan, n_factors=10)``).
@@ -146,22 +149,21 @@ class FederatedTrainer:
             delta,
             accountant,
             path=ledger_path,
-            info={
-                "rounds": rounds,
-                "n_clients": self.population.n_clients,
-                "n_users": train.n_users,
-                "n_items": train.n_items,
-                "item_dim": self.layout.item_dim,
-                "upload_dim": self.layout.dim,
-                "model_bytes": self.server.model_bytes,
-                "config": cfg.to_dict(),
-            },
+            info=RunInfo(
+                rounds=rounds,
+                n_clients=self.population.n_clients,
+                n_users=train.n_users,
+                n_items=train.n_items,
+                item_dim=self.layout.item_dim,
+                upload_dim=self.layout.dim,
+                model_bytes=self.server.model_bytes,
+                config=cfg.to_dict(),
+            ),
         )
         self.round = 0
         # In-memory details of the last round (not in the ledger): "plan", "cohort",
-        # "agg" (the SimulationResult), "error" (why a protocol aborted).
+        # "agg" (the RoundOutcome of a completed round), "error" (why a protocol aborted).
         self.last: dict[str, Any] = {}
-        self._sigmas: dict[tuple[float, float, int], float] = {}
 
     # -- helpers --------------------------------------------------------------
     def noise_multiplier(self, plan: Plan) -> float | None:
@@ -171,16 +173,9 @@ class FederatedTrainer:
         if plan.noise_multiplier is not None:
             return float(plan.noise_multiplier)
         assert plan.target_epsilon is not None
-        key = (float(plan.target_epsilon), float(plan.q), self.rounds)
-        if key not in self._sigmas:
-            self._sigmas[key] = privacy.calibrate_noise_multiplier(
-                plan.target_epsilon,
-                self.ledger.delta,
-                plan.q,
-                self.rounds,
-                accountant=self.ledger.accountant_kind,
-            )
-        return self._sigmas[key]
+        return calibrate(
+            plan.target_epsilon, self.ledger.delta, plan.q, self.rounds, self.ledger.accountant_kind
+        )
 
     def sample(self, q: float) -> np.ndarray:
         """Poisson sampling: each client independently with probability ``q``."""
@@ -220,41 +215,31 @@ class FederatedTrainer:
             return None
         if not isinstance(plan, Plan):
             raise TypeError(f"the policy returned {plan!r}, not a Plan or None")
-        if (
-            plan.dp
-            and plan.releases
-            and plan.dp_mode in ("ddg", "skellam")
-            and self.ledger.accountant_kind != "rdp"
-        ):
-            # Checked before anything is released: their guarantees are RDP bounds.
-            raise ValueError(f"dp_mode={plan.dp_mode!r} rounds need accountant='rdp'")
+        needed = plan.accountant
+        if needed is not None and needed != self.ledger.accountant_kind:
+            # Checked before anything is released (DDG/Skellam bounds are RDP bounds).
+            raise ValueError(f"dp_mode={plan.dp_mode!r} rounds need accountant={needed!r}")
         wall0 = time.perf_counter()
         sigma = self.noise_multiplier(plan)
         cfg = self.config
-        row: dict[str, Any] = {
-            "bytes_up": 0,
-            "bytes_down": 0,
-            "client_seconds": 0.0,
-            "server_seconds": 0.0,
-            "survivors": 0,
-            "sampled": 0,
-            "train_seconds": 0.0,
-            "bytes_down_model": 0,
-            "status": "ok",
-        }
-        events: list[privacy.Event] = []
         self.last = {"plan": plan}
-        if not plan.releases:
-            row["status"] = "local"
-        else:
+        status, sampled, model_down, update_seconds = "local", 0, 0, 0.0
+        outcome: RoundOutcome | None = None
+        if plan.releases:
             cohort = self.sample(plan.q)
             self.last["cohort"] = cohort
-            row["sampled"] = len(cohort)
-            if len(cohort) == 0:
-                row["status"] = "empty"
-                events = [round_event(plan, sigma)]
-            else:
-                events = self._aggregate_round(t, plan, sigma, cohort, row)
+            sampled, status = len(cohort), "empty"
+            if sampled:
+                model_down = self.server.model_bytes * sampled
+                outcome = self.run_protocol(t, plan, sigma, cohort)
+                if outcome.aborted:
+                    status = "aborted"
+                    self.last["error"] = outcome.error
+                else:
+                    status = "ok"
+                    self.last["agg"] = outcome
+                    update_seconds = self._apply(t, plan, sigma, outcome)
+        events = round_events(plan, sigma, outcome)
         epsilon = self.ledger.compose(events)
         if t % cfg.eval_every == 0 or t >= self.rounds:
             ev = self.evaluate()
@@ -262,6 +247,8 @@ class FederatedTrainer:
         else:
             rmse = mae = float("nan")
         self.round = t
+        stats = outcome.stats if outcome is not None else None
+        train_seconds = outcome.train_seconds if outcome is not None else 0.0
         out = LedgerRow(
             round=t,
             protocol=plan.protocol,
@@ -269,83 +256,78 @@ class FederatedTrainer:
             mae=mae,
             epsilon=epsilon,
             delta=self.ledger.delta,
+            bytes_up=stats.bytes_up if stats is not None else 0,
+            bytes_down=stats.bytes_down + model_down if stats is not None else 0,
+            client_seconds=(stats.client_seconds if stats is not None else 0.0) + train_seconds,
+            server_seconds=stats.server_seconds + update_seconds if stats is not None else 0.0,
+            survivors=len(outcome.survivors) if outcome is not None else 0,
+            sampled=sampled,
             q=plan.q,
             sigma=sigma,
             clip=plan.clip,
             dp_mode=plan.dp_mode if plan.dp else None,
             local_epochs=plan.local_epochs,
-            bits=plan.bits if plan.protocol in ("secagg", "secagg+", "paillier") else None,
+            bits=plan.quantization_bits,
             wall_seconds=time.perf_counter() - wall0,
+            train_seconds=train_seconds,
+            bytes_down_model=model_down,
+            status=status,
             events=[privacy.to_json(e) for e in events],
             plan=plan.to_dict(),
-            **row,
         )
         self.ledger.append(out)
         return out
 
-    def _aggregate_round(
-        self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray, row: dict[str, Any]
-    ) -> list[privacy.Event]:
-        row["bytes_down_model"] = self.server.model_bytes * len(cohort)
-        agg = self.run_protocol(t, plan, sigma, cohort, row)
-        if agg is None:
-            row["status"] = "aborted"
-            row["client_seconds"] = row["train_seconds"]
-            return []
-        self.last["agg"] = agg
-        stats = agg.stats
+    def _apply(self, t: int, plan: Plan, sigma: float | None, outcome: RoundOutcome) -> float:
+        """Apply a completed round's aggregate to the item tables; return the server CPU seconds."""
+        assert outcome.total is not None
         s0 = time.process_time()
         d_factors, d_bias = self.server.update_from(
-            agg.total,
+            outcome.total,
             self.layout,
-            survivors=len(agg.survivors),
+            survivors=len(outcome.survivors),
             expected_clients=plan.q * self.population.n_clients,
             plan=plan,
             noise_multiplier=sigma,
         )
         self.server.apply(d_factors, d_bias)
-        row.update(
-            bytes_up=stats.bytes_up,
-            bytes_down=stats.bytes_down + row["bytes_down_model"],
-            client_seconds=stats.client_seconds + row["train_seconds"],
-            server_seconds=stats.server_seconds + time.process_time() - s0,
-            survivors=len(agg.survivors),
-        )
+        seconds = time.process_time() - s0
         if not self.server.finite():
             raise FloatingPointError(f"round {t}: the item parameters diverged (lower local_lr?)")
-        return list(agg.events) if plan.dp else [privacy.NonPrivateEvent()]
+        return seconds
 
     def run_protocol(
-        self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray, row: dict[str, Any]
-    ) -> Any:
+        self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray
+    ) -> RoundOutcome:
         """Carry the cohort's uploads through the round's protocol (the transport hook).
 
-        Returns the aggregate (anything with ``total``, ``survivors``, ``stats``
-        and ``events``, like :class:`protocols.SimulationResult`), or None if
-        the protocol aborted (the reason goes to ``self.last["error"]``). Sets
-        ``row["train_seconds"]`` to the clients' local-training CPU time.
-        This default trains the cohort here and runs real sessions through
-        :func:`protocols.simulate`; ``examples/flower_recsys.py`` overrides it
-        to run the round on Flower, where clients train on their own nodes.
+        Returns the round's :class:`~recsys.federated.outcome.RoundOutcome`
+        (aggregate, survivors, stats, DP events and the clients' training CPU
+        seconds), or :meth:`RoundOutcome.aborted_with` the reason if the
+        protocol aborted. This default trains the cohort here and runs real
+        sessions through :func:`protocols.simulate`, the plan's dropouts
+        leaving at the protocol's input stage; ``examples/flower_recsys.py``
+        overrides it to run the round on Flower, where clients train on their
+        own nodes.
         """
         cfg = self.config
         c0 = time.process_time()
         inputs = self.client_uploads(cohort, plan)
-        row["train_seconds"] = time.process_time() - c0
+        train_seconds = time.process_time() - c0
         n_drop = round(plan.dropout * len(cohort))
-        dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else []
-        dropout = {int(c): "masked_input" for c in dropped}
+        dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else cohort[:0]
         proto = build_protocol(
             plan, n_invited=len(cohort), noise_multiplier=sigma, workers=cfg.workers
         )
+        dropout = {int(c): proto.INPUT_STAGE for c in dropped}
         seed = None if cfg.protocol_seed is None else cfg.protocol_seed * 1_000_003 + t
         try:
-            return protocols.simulate(
+            result = protocols.simulate(
                 proto, inputs, dropout=dropout, seed=seed, round=t, workers=cfg.workers
             )
         except protocols.ProtocolAborted as exc:
-            self.last["error"] = str(exc)
-            return None
+            return RoundOutcome.aborted_with(str(exc), train_seconds=train_seconds)
+        return RoundOutcome.of(result, train_seconds=train_seconds)
 
     def run(
         self, rounds: int | None = None, *, callback: Callable[[LedgerRow], None] | None = None

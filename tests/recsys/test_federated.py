@@ -284,6 +284,48 @@ def test_empty_and_local_rounds_release_nothing_or_account_conservatively():
     assert torch.equal(t.server.item_factors, q0)
 
 
+def test_an_aborted_round_releases_nothing_and_keeps_the_training_cost():
+    """A real abort: SecAgg with threshold 1.0 cannot finish once a client drops."""
+    train, test = _small(seed=8)
+    plan = Plan("secagg", threshold=1.0, dropout=0.2, clip=1.0, noise_multiplier=1.0)
+    t = FederatedTrainer(train, test, plan, rounds=1, n_factors=2)
+    q0 = t.server.item_factors.clone()
+    (row,) = t.run()
+    assert row.status == "aborted" and "error" in t.last and "agg" not in t.last
+    assert row.events == [] and row.epsilon == 0.0  # nothing released, nothing composed
+    assert row.survivors == 0 and row.bytes_up == 0 and row.bytes_down == 0
+    assert row.bytes_down_model == row.sampled * t.server.model_bytes
+    assert row.client_seconds == row.train_seconds > 0 and row.server_seconds == 0.0
+    assert torch.equal(t.server.item_factors, q0)
+
+
+def test_the_transport_hook_returns_the_round_as_a_value():
+    """A hook that reports its own outcome: the row is built from it alone."""
+    from recsys.federated import RoundOutcome
+
+    train, test = _small(seed=9)
+
+    class Reported(FederatedTrainer):
+        def run_protocol(self, t, plan, sigma, cohort):
+            real = super().run_protocol(t, plan, sigma, cohort)
+            return RoundOutcome(
+                train_seconds=2.5,
+                total=real.total,
+                survivors=real.survivors,
+                stats=real.stats,
+                events=real.events,
+            )
+
+    t = Reported(train, test, Plan("plaintext"), rounds=1, n_factors=2)
+    (row,) = t.run()
+    stats = t.last["agg"].stats
+    assert row.train_seconds == 2.5
+    assert row.client_seconds == stats.client_seconds + 2.5
+    assert row.bytes_up == stats.bytes_up
+    assert row.bytes_down == stats.bytes_down + row.bytes_down_model
+    assert row.survivors == t.population.n_clients
+
+
 def test_target_epsilon_plan_is_calibrated_and_spent():
     train, test = _small(seed=7)
     plan = Plan("secagg+", clip=1.0, target_epsilon=3.0, q=0.5, count_weight=0.3)

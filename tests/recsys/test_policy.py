@@ -8,7 +8,7 @@ import pytest
 
 from recsys.data import random_split, synthetic
 from recsys.federated import FederatedTrainer
-from recsys.ledger import Ledger, LedgerRow
+from recsys.ledger import Ledger, LedgerRow, RunInfo
 from recsys.policy import (
     BudgetPolicy,
     CostAwarePolicy,
@@ -131,7 +131,7 @@ def test_budget_policy_can_switch_to_a_non_releasing_plan():
 
 
 def test_budget_policy_needs_a_dp_base():
-    ledger = Ledger(1e-5, info={"rounds": 3})
+    ledger = Ledger(1e-5, info=RunInfo(rounds=3))
     with pytest.raises(ValueError):
         BudgetPolicy(1.0, base=Plan("secagg+"))(1, ledger)
 
@@ -144,7 +144,7 @@ def test_round_event():
 
 
 def _ledger(n_clients=1000, dim=20_000):
-    return Ledger(1e-5, info={"n_clients": n_clients, "upload_dim": dim, "model_bytes": 4 * dim})
+    return Ledger(1e-5, info=RunInfo(n_clients=n_clients, upload_dim=dim, model_bytes=4 * dim))
 
 
 def test_cost_policy_switches_to_fit_the_upload_budget():

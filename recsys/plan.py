@@ -1,0 +1,271 @@
+"""Per-round plans: how one federated round runs, and what it is planned to release.
+
+A :class:`Plan` says which aggregation protocol carries the clients' updates
+(any name in :mod:`protocols.registry`, or ``"local"``: no aggregation),
+whether and how they are differentially private (a mode of
+:mod:`protocols.dp_modes`), how many clients take part (Poisson rate ``q``),
+how many local epochs they train and how finely updates are quantized. Plans
+are plain frozen dataclasses; invalid settings raise ``ValueError`` at
+construction, so a bad policy fails before any client is asked to do work.
+What a protocol accepts (its ``bits`` range, whether it can carry DDG/Skellam
+noise or distributed noise at all) is asked of the protocol's config class,
+not restated here.
+
+Besides the plan, the two DP rules of a run live here once: the event a
+round is planned to cause (:func:`round_event`) and the noise multiplier that
+spends a target ε over a run (:func:`calibrate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from protocols import registry
+from protocols.dp_modes import DP_MODES, DPMode, dp_mode
+from secagg import privacy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from protocols import AggregationProtocol
+
+__all__ = ["DP_MODES", "LOCAL", "Plan", "calibrate", "plan_protocols", "round_event"]
+
+#: The plan that runs no aggregation at all: clients only refit their own
+#: parameters, nothing leaves a device, nothing is released (the non-releasing
+#: fallback of a spent privacy budget).
+LOCAL = "local"
+
+
+def plan_protocols() -> tuple[str, ...]:
+    """Protocol names a plan may use: every registered protocol, and ``"local"``."""
+    return (*registry.names(), LOCAL)
+
+
+def _positive(value: Any, name: str, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (math.isfinite(value) and float(value) > 0)
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _int_in(value: Any, name: str, lo: int, hi: int) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not lo <= int(value) <= hi
+    ):
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one round runs. All fields are validated at construction.
+
+    Attributes:
+        protocol: a registered protocol (``"plaintext"``, ``"secagg"``,
+            ``"secagg+"``, ``"paillier"``, ``"ckks"``, ... see
+            :func:`protocols.registry.names`) or ``"local"`` (no aggregation,
+            nothing released).
+        q: Poisson sampling rate of clients, in (0, 1].
+        local_epochs: local epochs per sampled client (>= 1; 2 was best on ML-100K
+            without DP, 1 with DP).
+        bits: quantization bits of the protocols that quantize, within the
+            protocol's ``QUANTIZATION_BITS`` (SecAgg/SecAgg+: the ring
+            Z_{2^bits}, 2..64; Paillier: bits per value, 2..52); 2..64 otherwise.
+        coordinate_clip: without DP, every coordinate a client sends is
+            clipped to ``[-coordinate_clip, coordinate_clip]`` (by the client,
+            for every protocol, so all protocols aggregate the same vectors).
+            With DP the protocol's per-coordinate clip is derived from ``clip``.
+        clip: the DP L2 clip of one client's update; ``None`` means no DP.
+        noise_multiplier: σ (noise std / clip). Exactly one of
+            ``noise_multiplier`` and ``target_epsilon`` is set when ``clip`` is.
+        target_epsilon: instead of σ, the ε to reach over the trainer's planned
+            rounds (the trainer calibrates σ with :func:`calibrate`).
+        dp_mode: one of :data:`DP_MODES` (``"central"``, ``"distributed"``,
+            ``"ddg"``, ``"skellam"``).
+        count_weight: the value a client puts in the per-item weight channel
+            for each item it rated (see :mod:`recsys.federated`); with DP it
+            trades clip budget between item deltas and item counts.
+        dropout: fraction of sampled clients that drop out of the protocol at
+            its input stage (a simulation knob, in [0, 1)).
+        threshold: Shamir threshold of SecAgg/SecAgg+ (fraction of a sharing group);
+            ``None`` lets SecAgg+ choose it with its degree (the largest
+            threshold meeting its correctness target, see
+            :class:`protocols.SecAggPlus`) and gives SecAgg 0.5.
+        key_bits: Paillier modulus size.
+    """
+
+    protocol: str = "secagg+"
+    q: float = 1.0
+    local_epochs: int = 2
+    bits: int = 32
+    coordinate_clip: float = 4.0
+    clip: float | None = None
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    dp_mode: str = "central"
+    count_weight: float = 1.0
+    dropout: float = 0.0
+    threshold: float | None = None
+    key_bits: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.protocol != LOCAL and self.protocol not in registry.names():
+            raise ValueError(f"protocol must be one of {plan_protocols()}, got {self.protocol!r}")
+        if (
+            isinstance(self.q, bool)
+            or not isinstance(self.q, numbers.Real)
+            or not 0.0 < self.q <= 1.0
+        ):
+            raise ValueError(f"q must lie in (0, 1], got {self.q!r}")
+        _int_in(self.local_epochs, "local_epochs", 1, 10_000)
+        cls = self.config_class
+        lo, hi = (cls.QUANTIZATION_BITS if cls is not None else None) or (2, 64)
+        _int_in(self.bits, "bits", lo, hi)
+        _positive(self.coordinate_clip, "coordinate_clip")
+        _positive(self.clip, "clip", allow_none=True)
+        _positive(self.noise_multiplier, "noise_multiplier", allow_none=True)
+        _positive(self.target_epsilon, "target_epsilon", allow_none=True)
+        _positive(self.count_weight, "count_weight")
+        if self.dp_mode not in DP_MODES:
+            raise ValueError(f"dp_mode must be one of {DP_MODES}, got {self.dp_mode!r}")
+        if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.threshold is not None and not (
+            isinstance(self.threshold, numbers.Real)
+            and not isinstance(self.threshold, bool)
+            and 0.0 < self.threshold <= 1.0
+        ):
+            raise ValueError(f"threshold must lie in (0, 1] or be None, got {self.threshold!r}")
+        _int_in(self.key_bits, "key_bits", 1024, 8192)
+        has_noise = (self.noise_multiplier is not None) + (self.target_epsilon is not None)
+        if self.clip is None and has_noise:
+            raise ValueError("noise_multiplier/target_epsilon need a DP clip (clip=...)")
+        if self.clip is not None and has_noise != 1:
+            raise ValueError(
+                "with clip set, give exactly one of noise_multiplier and target_epsilon"
+            )
+        if self.dp and cls is not None:
+            mode = self.mode
+            if mode.secure_sum and not cls.SECURE_SUM:
+                raise ValueError(
+                    f"dp_mode={self.dp_mode!r} relies on the server seeing only the sum; "
+                    "use a secure protocol or dp_mode='central'"
+                )
+            if mode.discrete and not cls.INTEGER_RING:
+                ring = [n for n in registry.names() if registry.config_class(n).INTEGER_RING]
+                raise ValueError(
+                    f"dp_mode={self.dp_mode!r} needs a protocol that sums in an integer ring "
+                    f"({' or '.join(ring)})"
+                )
+        elif self.count_weight > self.coordinate_clip:
+            raise ValueError("count_weight must not exceed coordinate_clip (it would be clipped)")
+
+    @property
+    def dp(self) -> bool:
+        """True when the round's release is differentially private."""
+        return self.clip is not None
+
+    @property
+    def releases(self) -> bool:
+        """True when the round releases an aggregate (every protocol but ``"local"``)."""
+        return self.protocol != LOCAL
+
+    @property
+    def config_class(self) -> type[AggregationProtocol] | None:
+        """The registered config class of :attr:`protocol` (None for ``"local"``)."""
+        return None if self.protocol == LOCAL else registry.config_class(self.protocol)
+
+    @property
+    def mode(self) -> DPMode:
+        """What :attr:`dp_mode` needs (see :mod:`protocols.dp_modes`)."""
+        return dp_mode(self.dp_mode)
+
+    @property
+    def accountant(self) -> str | None:
+        """The accountant this plan's releases need (``"rdp"`` for DDG/Skellam), or None."""
+        return self.mode.accountant if self.dp and self.releases else None
+
+    @property
+    def quantization_bits(self) -> int | None:
+        """:attr:`bits` if the protocol quantizes to them, else None (the ledger's ``bits``)."""
+        cls = self.config_class
+        return self.bits if cls is not None and cls.QUANTIZATION_BITS is not None else None
+
+    def protocol_config(
+        self, clip: float | None = None, *, workers: int | None = None
+    ) -> AggregationProtocol:
+        """The protocol of this plan, without DP (see :func:`recsys.federated.build_protocol`).
+
+        ``clip`` is the per-coordinate clip (default ``coordinate_clip``),
+        ``workers`` the processes the protocol may start for its own work.
+        """
+        if not self.releases:
+            raise ValueError("a 'local' plan runs no aggregation protocol")
+        options = registry.ProtocolOptions(
+            clip=float(self.coordinate_clip if clip is None else clip),
+            bits=self.bits,
+            threshold=self.threshold,
+            key_bits=self.key_bits,
+            workers=workers,
+        )
+        return registry.create(self.protocol, options)
+
+    def replace(self, **changes: Any) -> Plan:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def cost_key(self) -> tuple[Any, ...]:
+        """The fields that decide a round's cost (used to match ledger rows)."""
+        return (self.protocol, self.bits, self.key_bits, self.dp_mode if self.dp else None)
+
+
+def round_event(plan: Plan, noise_multiplier: float | None = None) -> privacy.Event:
+    """The DP event one round of ``plan`` is *planned* to cause.
+
+    Central and distributed Gaussian rounds (all clients reporting) cause
+    exactly this event; DDG/Skellam rounds are approximated by the Gaussian
+    with the same σ. A non-DP release is :class:`~secagg.privacy.NonPrivateEvent`,
+    a ``"local"`` round :class:`~secagg.privacy.NoOpEvent`.
+    """
+    if not plan.releases:
+        return privacy.NoOpEvent()
+    if not plan.dp:
+        return privacy.NonPrivateEvent()
+    sigma = plan.noise_multiplier if noise_multiplier is None else noise_multiplier
+    if sigma is None:
+        raise ValueError("the plan has target_epsilon but no noise multiplier: calibrate first")
+    event: privacy.Event = privacy.GaussianEvent(float(sigma))
+    if plan.q < 1.0:
+        event = privacy.PoissonSampledEvent(plan.q, event)
+    return event
+
+
+@functools.lru_cache(maxsize=128)
+def calibrate(target_epsilon: float, delta: float, q: float, rounds: int, accountant: str) -> float:
+    """σ such that ``rounds`` Poisson-sampled (rate ``q``) Gaussian rounds spend
+    ``target_epsilon`` at ``delta`` by ``accountant`` (``"pld"`` or ``"rdp"``).
+
+    The one calibration of a run: the trainer (plans with ``target_epsilon``)
+    and :class:`~recsys.policies.BudgetPolicy` both ask it; results are cached
+    (calibration is a root search over the accountant).
+    """
+    return privacy.calibrate_noise_multiplier(
+        float(target_epsilon), float(delta), float(q), int(rounds), accountant=accountant
+    )
