@@ -331,16 +331,22 @@ def test_unsupported_events_fail_atomically(kind: str) -> None:
 
 def test_rdp_accounts_poisson_sampled_integer_events_by_zhu_wang() -> None:
     # Sampling only helps (the subsampled bound never exceeds the unsampled one),
-    # and the accountant's RDP is exactly the Zhu-Wang bound of ddg.distributed_rdp.
-    from secagg.privacy.ddg import distributed_rdp
+    # and the accountant's RDP is exactly the Zhu-Wang bound of the event's curve.
+    from secagg.privacy.rdp_formulas import (
+        rdp_distributed_discrete_gaussian,
+        rdp_poisson_subsampled,
+        rdp_skellam,
+    )
 
-    for inner in (SkellamEvent(10.0, 10.0, 100.0), DistributedDiscreteGaussianEvent(10.0, 30.0, 5.0, 3, 16)):
+    for inner, curve in (
+        (SkellamEvent(10.0, 10.0, 100.0), rdp_skellam),
+        (DistributedDiscreteGaussianEvent(10.0, 30.0, 5.0, 3, 16), rdp_distributed_discrete_gaussian),
+    ):
         sampled = make("rdp").compose(PoissonSampledEvent(0.1, inner), 50)
         full = make("rdp").compose(inner, 50)
         assert sampled.get_epsilon(1e-5) <= full.get_epsilon(1e-5)
-        np.testing.assert_allclose(
-            sampled.rdp, 50 * distributed_rdp(PoissonSampledEvent(0.1, inner), sampled.orders), rtol=1e-12
-        )
+        expected = rdp_poisson_subsampled(0.1, lambda a, e=inner, f=curve: f(e, a), sampled.orders)
+        np.testing.assert_allclose(sampled.rdp, 50 * expected, rtol=1e-12)
 
 
 def test_ledger_records_and_serialises(kind: str) -> None:
