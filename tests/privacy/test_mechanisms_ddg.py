@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from secagg import modular
-from secagg.privacy.ddg import DistributedDiscreteGaussian
 from secagg.privacy.accountant import UnsupportedEventError
+from secagg.privacy.ddg import DistributedDiscreteGaussian
 from secagg.privacy.events import (
     ComposedEvent,
     DistributedDiscreteGaussianEvent,
