@@ -32,7 +32,7 @@ ALPHAS = (1.5, 2.0, 2.5, 3.0, 4.5, 8.0, 10.5)
 TAIL_RTOL = 1e-12
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _skellam_pmf(mu: float, half_width: int) -> dict[int, object]:
     """P[X = k] for X ~ Sk(μ) (two Poisson(μ/2)), variance μ: e^{-μ} I_|k|(μ), |k| <= half_width."""
     v = mp.mpf(mu)
