@@ -31,6 +31,7 @@ from secagg.privacy.accountant import (
 )
 from secagg.privacy.events import DistributedDiscreteGaussianEvent
 from secagg.privacy.rdp_formulas import (
+    Orders,
     ddg_domain_error,
     rdp_distributed_discrete_gaussian,
     rdp_laplace,
@@ -58,7 +59,7 @@ DEFAULT_RDP_ORDERS: tuple[float, ...] = tuple(
 # ---------------------------------------------------------------------------
 
 
-def _rdp_curve(orders: Sequence[float], rdp: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _rdp_curve(orders: Orders, rdp: Orders) -> tuple[np.ndarray, np.ndarray]:
     """Validated (orders, rdp) arrays for the (ε, δ) conversions."""
     orders_a = np.asarray(orders, dtype=np.float64)
     rdp_a = np.asarray(rdp, dtype=np.float64)
@@ -70,7 +71,7 @@ def _rdp_curve(orders: Sequence[float], rdp: Sequence[float]) -> tuple[np.ndarra
 
 
 def compute_epsilon_from_rdp(
-    orders: Sequence[float], rdp: Sequence[float], delta: float
+    orders: Orders, rdp: Orders, delta: float
 ) -> tuple[float, float]:
     """Return ``(epsilon, optimal_order)`` for ``delta`` from RDP curve ``rdp``.
 
@@ -99,7 +100,7 @@ def compute_epsilon_from_rdp(
 
 
 def compute_delta_from_rdp(
-    orders: Sequence[float], rdp: Sequence[float], epsilon: float
+    orders: Orders, rdp: Orders, epsilon: float
 ) -> tuple[float, float]:
     """Return ``(delta, optimal_order)`` for ``epsilon`` from RDP curve ``rdp``.
 
@@ -196,15 +197,15 @@ class RDPAccountant(PrivacyAccountant):
             return np.full(o.shape, math.inf)
         if isinstance(leaf, _Discrete):
             event = leaf.event
-            if isinstance(event, DistributedDiscreteGaussianEvent):
-                base = rdp_distributed_discrete_gaussian
-            else:
-                base = rdp_skellam
-            if leaf.q == 1.0:
-                return base(event, o)
+
+            def curve(a: np.ndarray) -> np.ndarray:
+                if isinstance(event, DistributedDiscreteGaussianEvent):
+                    return rdp_distributed_discrete_gaussian(event, a)
+                return rdp_skellam(event, a)
+
             # Zhu & Wang's bound holds for any mechanism, so it applies to the
             # DDG/Skellam curve as it is; no tighter analysis exists here.
-            return rdp_poisson_subsampled(leaf.q, lambda a: base(event, a), o)
+            return curve(o) if leaf.q == 1.0 else rdp_poisson_subsampled(leaf.q, curve, o)
         raise AssertionError(leaf)  # pragma: no cover - rejected by _check_leaf
 
     @property

@@ -81,7 +81,11 @@ from scipy import special
 
 from secagg.privacy.events import DistributedDiscreteGaussianEvent, SkellamEvent
 
+#: Rényi orders: one number, a sequence, or a 1-D array (all > 1 unless stated).
+Orders = float | Sequence[float] | np.ndarray
+
 __all__ = [
+    "Orders",
     "ddg_domain_error",
     "ddg_tau",
     "rdp_distributed_discrete_gaussian",
@@ -236,7 +240,7 @@ def _rdp_sampled_gaussian(q: float, sigma: float, orders: np.ndarray) -> np.ndar
 
 
 def rdp_poisson_sampled_gaussian(
-    q: float, noise_multiplier: float, orders: Sequence[float]
+    q: float, noise_multiplier: float, orders: Orders
 ) -> np.ndarray:
     """RDP of the Sampled Gaussian Mechanism at each order (one step).
 
@@ -249,7 +253,7 @@ def rdp_poisson_sampled_gaussian(
         raise ValueError(f"q must be in [0, 1], got {q!r}")
     if not noise_multiplier >= 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier!r}")
-    orders_t = tuple(float(a) for a in orders)
+    orders_t = tuple(float(a) for a in np.atleast_1d(np.asarray(orders, dtype=np.float64)))
     return np.array(_rdp_sampled_gaussian_cached(float(q), float(noise_multiplier), orders_t))
 
 
@@ -269,7 +273,7 @@ def _rdp_sampled_gaussian_cached(
 # ---------------------------------------------------------------------------
 
 
-def rdp_laplace(noise_multiplier: float, orders: Sequence[float]) -> np.ndarray:
+def rdp_laplace(noise_multiplier: float, orders: Orders) -> np.ndarray:
     """RDP of the Laplace mechanism with scale / L1 sensitivity ``noise_multiplier``.
 
     Mironov 2017, Prop. 6: with ε = 1/b,
@@ -278,12 +282,12 @@ def rdp_laplace(noise_multiplier: float, orders: Sequence[float]) -> np.ndarray:
     """
     if not noise_multiplier >= 0:
         raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier!r}")
+    alphas = np.atleast_1d(np.asarray(orders, dtype=np.float64))
     if noise_multiplier == 0:
-        return np.full(len(orders), math.inf)
+        return np.full(alphas.shape, math.inf)
     eps = 1.0 / noise_multiplier
     out = []
-    for a in orders:
-        a = float(a)
+    for a in alphas.tolist():
         if a == 1:
             out.append(eps + math.expm1(-eps))
         elif a < 1.1:
@@ -298,7 +302,7 @@ def rdp_laplace(noise_multiplier: float, orders: Sequence[float]) -> np.ndarray:
     return np.array(out)
 
 
-def _orders(orders: float | Sequence[float] | np.ndarray) -> np.ndarray:
+def _orders(orders: Orders) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(orders, dtype=np.float64))
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError("orders must be a non-empty 1-D sequence")
@@ -338,7 +342,7 @@ def ddg_domain_error(event: DistributedDiscreteGaussianEvent) -> str | None:
 
 
 def rdp_distributed_discrete_gaussian(
-    event: DistributedDiscreteGaussianEvent, orders: float | Sequence[float]
+    event: DistributedDiscreteGaussianEvent, orders: Orders
 ) -> np.ndarray:
     """RDP of one distributed discrete Gaussian release (KLS Theorem 1 / Prop. 14).
 
@@ -381,7 +385,7 @@ def _skellam_integer(event: SkellamEvent, alpha: np.ndarray) -> np.ndarray:
     return alpha * d2 * d2 / (2 * mu) + extra
 
 
-def rdp_skellam(event: SkellamEvent, orders: float | Sequence[float]) -> np.ndarray:
+def rdp_skellam(event: SkellamEvent, orders: Orders) -> np.ndarray:
     """RDP of the multidimensional Skellam mechanism (AKL Theorem 3.5).
 
     Aggregate Skellam noise of variance ``μ`` per coordinate, integer
@@ -428,7 +432,7 @@ def _zhu_wang_integer(q: float, alpha: int, eps: np.ndarray) -> float:
 def rdp_poisson_subsampled(
     q: float,
     rdp_fn: Callable[[np.ndarray], np.ndarray],
-    orders: float | Sequence[float],
+    orders: Orders,
 ) -> np.ndarray:
     """RDP of a mechanism run on a Poisson subsample (rate ``q``): Zhu–Wang's general upper bound.
 
