@@ -65,7 +65,10 @@ rigorous tail bound, against the two extensions; e.g. for ``Δ = 1, μ = 4``:
 =====  ========  ========  ========
 
 and for ``Δ = 5, μ = 100``: α = 2.5 gives 0.3117 exact, 0.3368 interpolated,
-0.3789 ceiling; α = 3 gives 0.3736 exact and 0.3789 for AKL's bound.
+0.3789 ceiling; α = 3 gives 0.3736 exact and 0.3789 for AKL's bound. For
+``SkellamEvent(l1=100, l2=10, mu=1000)`` at α = 2.5 the two old copies gave
+0.1336 (interpolated) and 0.1503 (ceiling); the exact divergence is 0.1250
+for a shift by 1 in 100 coordinates, by 2 in 25, or by 10 in one.
 dp_accounting has no Skellam or distributed discrete Gaussian event (its PLD
 library has a single discrete Gaussian, used as a cross-check in the tests).
 """
