@@ -69,9 +69,9 @@ def _timed(fn: Callable[[], float], repeats: int) -> dict[str, Any]:
 def _clear_caches() -> None:
     # RDP curves are memoised per (q, σ, orders); clear so every timed run
     # computes from scratch, like dp_accounting does.
-    from secagg.privacy import rdp
+    from secagg.privacy import rdp_formulas
 
-    rdp._rdp_sampled_gaussian_cached.cache_clear()
+    rdp_formulas._rdp_sampled_gaussian_cached.cache_clear()
 
 
 def _ours(cls: type, q: float, sigma: float, steps: int) -> Callable[[], float]:

@@ -3,7 +3,8 @@
 A mechanism (what noise is added) emits an :class:`Event` (what happened, as
 data); an accountant (:class:`RDPAccountant`, :class:`PLDAccountant`) composes
 events and answers ``epsilon`` for a ``delta`` (or ``delta`` for an
-``epsilon``); :func:`calibrate_noise_multiplier` inverts that.
+``epsilon``); :func:`calibrate_noise_multiplier` inverts that. The RDP of
+every event is in :mod:`secagg.privacy.rdp_formulas` and nowhere else.
 
 Example::
 
@@ -17,12 +18,7 @@ from __future__ import annotations
 
 from secagg.privacy.accountant import PrivacyAccountant, UnsupportedEventError
 from secagg.privacy.calibration import calibrate_noise_multiplier
-from secagg.privacy.ddg import (
-    DistributedDiscreteGaussian,
-    choose_gamma,
-    distributed_rdp,
-    subsampled_rdp,
-)
+from secagg.privacy.ddg import DistributedDiscreteGaussian
 from secagg.privacy.events import (
     ComposedEvent,
     DistributedDiscreteGaussianEvent,
@@ -50,6 +46,8 @@ from secagg.privacy.rdp import (
     compute_delta_from_rdp,
     compute_epsilon_from_rdp,
 )
+from secagg.privacy.rdp_formulas import rdp_poisson_subsampled
+from secagg.privacy.rotated_integer import choose_gamma
 from secagg.privacy.rotation import RandomizedHadamard
 from secagg.privacy.skellam import DistributedSkellam
 
@@ -80,8 +78,7 @@ __all__ = [
     "compute_epsilon_from_rdp",
     "distributed_gaussian_event",
     "distributed_gaussian_share",
-    "distributed_rdp",
     "event_from_json",
-    "subsampled_rdp",
+    "rdp_poisson_subsampled",
     "to_json",
 ]

@@ -159,8 +159,8 @@ def _leaves(event: Event, count: int, q: float = 1.0) -> Iterator[tuple[_Leaf, i
             return
         # One Poisson sample shared by several mechanisms: only a Gaussian
         # composition has a known exact reduction (to one Gaussian).
-        s = _effective_gaussian(event)
-        if s is None:
+        sigma_eff = _effective_gaussian(event)
+        if sigma_eff is None:
             yield (
                 _Unsupported(
                     event,
@@ -169,10 +169,10 @@ def _leaves(event: Event, count: int, q: float = 1.0) -> Iterator[tuple[_Leaf, i
                 ),
                 count,
             )
-        elif s == 0:
+        elif sigma_eff == 0:
             yield _SampledNonPrivate(q), count
-        elif s < math.inf:
-            yield _SampledGaussian(q, s), count
+        elif sigma_eff < math.inf:
+            yield _SampledGaussian(q, sigma_eff), count
     elif isinstance(event, (DistributedDiscreteGaussianEvent, SkellamEvent)):
         yield _Discrete(event, q), count
     else:

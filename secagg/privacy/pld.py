@@ -815,12 +815,13 @@ class PLDAccountant(PrivacyAccountant):
         out: list[_Composed | _ExactGaussian] = []
         for remove in directions:
             delta = base_delta
-            atoms = {_losses(leaf, remove).top_atom() for leaf, _ in leaves} - {None, 0.0}
+            tops = (_losses(leaf, remove).top_atom() for leaf, _ in leaves)
+            atoms = {a for a in tops if a is not None and a != 0.0}
             if len(atoms) == 1 and self._fixed_delta is None and abs(next(iter(atoms))) >= delta:
                 # Put the largest atom (e.g. Laplace's pure-DP loss 1/b) on the
                 # grid: splitting it would shift the composed maximum loss by
                 # up to T·Δ, a first-order error in the small-δ regime.
-                v = abs(atoms.pop())  # type: ignore[arg-type]
+                v = abs(atoms.pop())
                 delta = v / math.ceil(v / delta)
             for _attempt in range(3):
                 pmfs = [

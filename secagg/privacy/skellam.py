@@ -1,61 +1,34 @@
-"""The distributed Skellam mechanism over Z_{2^bits}, and its RDP.
+"""The distributed Skellam mechanism over Z_{2^bits}.
 
 Agarwal, Kairouz, Liu, "The Skellam Mechanism for Differentially Private
 Federated Learning", NeurIPS 2021 (AKL below). Same client pipeline as the
-distributed discrete Gaussian (:mod:`secagg.privacy.ddg`: clip, scale by 1/γ,
-public Hadamard rotation, conditional randomized rounding, reduce mod
-2^bits), but each client adds symmetric Skellam noise ``Sk(μ_local)``
+distributed discrete Gaussian (:mod:`secagg.privacy.rotated_integer`: clip,
+scale by 1/γ, public Hadamard rotation, conditional randomized rounding,
+reduce mod 2^bits), but each client adds symmetric Skellam noise ``Sk(μ_local)``
 (difference of two Poisson(μ_local/2), variance μ_local) per coordinate.
 Skellam is closed under summation, so the aggregate noise of ``k`` clients is
 exactly ``Sk(k·μ_local)``: no "sum of discrete Gaussians is nearly discrete
 Gaussian" slack (KLS's τ), which helps when many clients each add little noise.
+
+The mechanism emits a :class:`~secagg.privacy.events.SkellamEvent`; its RDP
+(AKL Theorem 3.5) is :func:`secagg.privacy.rdp_formulas.rdp_skellam`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
-from secagg.privacy.ddg import _orders, _RotatedIntegerMechanism
 from secagg.privacy.events import PoissonSampledEvent, SkellamEvent
+from secagg.privacy.rotated_integer import RotatedIntegerMechanism
 from secagg.privacy.sampling import MAX_POISSON_LAMBDA, skellam
 from secagg.randomness import RandomSource
 
-__all__ = ["DistributedSkellam", "skellam_rdp"]
+__all__ = ["DistributedSkellam"]
 
 
-def skellam_rdp(event: SkellamEvent, orders: float | Sequence[float]) -> np.ndarray:
-    """RDP ε(α) of the multidimensional Skellam mechanism (AKL Theorem 3.5 / Corollary 3.6).
-
-    For aggregate Skellam noise of variance ``μ`` per coordinate and integer
-    sensitivities Δ₂, Δ₁, at integer α > 1::
-
-        ε(α) = α Δ₂² / (2μ) + min( ((2α - 1) Δ₂² + 6 Δ₁) / (4μ²),  3 Δ₁ / (2μ) ).
-
-    The theorem is stated for integer orders; for fractional α we interpolate
-    the cumulant ``(α-1)ε(α)`` linearly between ⌊α⌋ and ⌈α⌉ (with value 0 at
-    α = 1), an upper bound because the Rényi cumulant is convex in α.
-    """
-    if not isinstance(event, SkellamEvent):
-        raise TypeError(f"expected SkellamEvent, got {type(event).__name__}")
-    alpha = _orders(orders)
-    mu, d2, d1 = event.mu, event.l2_sensitivity, event.l1_sensitivity
-
-    def at_integer(a: np.ndarray) -> np.ndarray:
-        extra = np.minimum(((2 * a - 1) * d2 * d2 + 6 * d1) / (4 * mu * mu), 3 * d1 / (2 * mu))
-        return a * d2 * d2 / (2 * mu) + extra
-
-    lo = np.floor(alpha)
-    hi = np.ceil(alpha)
-    cgf_lo = np.where(lo > 1, (lo - 1) * at_integer(np.maximum(lo, 2.0)), 0.0)
-    cgf_hi = (hi - 1) * at_integer(hi)
-    t = alpha - lo
-    return ((1 - t) * cgf_lo + t * cgf_hi) / (alpha - 1)
-
-
-class DistributedSkellam(_RotatedIntegerMechanism):
+class DistributedSkellam(RotatedIntegerMechanism):
     """The distributed Skellam mechanism (Agarwal, Kairouz, Liu, NeurIPS 2021).
 
     Same constructor, encoding and decoding as

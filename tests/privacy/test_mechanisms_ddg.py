@@ -1,5 +1,5 @@
 """Integer distributed DP over Z_{2^bits}: distributed discrete Gaussian and Skellam, end to end,
-plus their RDP accounting (KLS ICML 2021, AKL NeurIPS 2021, Zhu–Wang ICML 2019)."""
+plus the RDP formulas of their events (KLS ICML 2021, AKL NeurIPS 2021, Zhu–Wang ICML 2019)."""
 
 from __future__ import annotations
 
@@ -14,29 +14,32 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from secagg import modular
-from secagg.privacy.ddg import (
-    DEFAULT_BETA,
-    DistributedDiscreteGaussian,
-    choose_gamma,
-    conditional_randomized_round,
-    ddg_rdp,
-    ddg_tau,
-    distributed_rdp,
-    rounded_l1_bound,
-    rounded_l2_bound,
-    subsampled_rdp,
-)
+from secagg.privacy.accountant import UnsupportedEventError
+from secagg.privacy.ddg import DistributedDiscreteGaussian
 from secagg.privacy.events import (
     ComposedEvent,
     DistributedDiscreteGaussianEvent,
-    GaussianEvent,
     NoOpEvent,
     PoissonSampledEvent,
     SelfComposedEvent,
     SkellamEvent,
 )
 from secagg.privacy.mechanisms import clip_l2
-from secagg.privacy.skellam import DistributedSkellam, skellam_rdp
+from secagg.privacy.rdp import RDPAccountant
+from secagg.privacy.rdp_formulas import (
+    ddg_tau,
+    rdp_distributed_discrete_gaussian,
+    rdp_poisson_subsampled,
+    rdp_skellam,
+)
+from secagg.privacy.rotated_integer import (
+    DEFAULT_BETA,
+    choose_gamma,
+    conditional_randomized_round,
+    rounded_l1_bound,
+    rounded_l2_bound,
+)
+from secagg.privacy.skellam import DistributedSkellam
 from secagg.randomness import DeterministicRandom
 
 MECHANISMS = [DistributedDiscreteGaussian, DistributedSkellam]
@@ -254,11 +257,11 @@ def test_sigma_mode_dropout_and_validation() -> None:
 def test_ddg_rdp_limits() -> None:
     # One client: the discrete Gaussian, α Δ²/(2σ²) (Canonne, Kamath, Steinke 2020).
     single = DistributedDiscreteGaussianEvent(3.0, 9.0, 0.3, 1, 10)
-    assert np.allclose(ddg_rdp(single, ORDERS), ORDERS * 9.0 / (2 * 0.09))
+    assert np.allclose(rdp_distributed_discrete_gaussian(single, ORDERS), ORDERS * 9.0 / (2 * 0.09))
     # Large σ: τ underflows and n shares act as one Gaussian of variance nσ².
     event = DistributedDiscreteGaussianEvent(500.0, 5000.0, 60.0, 40, 4096)
     assert ddg_tau(60.0, 40) == 0.0
-    assert np.allclose(ddg_rdp(event, ORDERS), ORDERS * 500.0**2 / (2 * 40 * 3600.0))
+    assert np.allclose(rdp_distributed_discrete_gaussian(event, ORDERS), ORDERS * 500.0**2 / (2 * 40 * 3600.0))
 
 
 def test_ddg_rdp_small_sigma_pays_tau() -> None:
@@ -266,18 +269,18 @@ def test_ddg_rdp_small_sigma_pays_tau() -> None:
     tau = ddg_tau(0.6, 30)
     k = np.arange(1, 30)
     assert tau == pytest.approx(10 * np.sum(np.exp(-2 * math.pi**2 * 0.36 * k / (k + 1))))
-    rdp = ddg_rdp(event, ORDERS)
+    rdp = rdp_distributed_discrete_gaussian(event, ORDERS)
     gaussian_part = ORDERS * 16.0 / (2 * 30 * 0.36)
     assert np.all(rdp > gaussian_part)
     assert np.all(rdp <= gaussian_part + tau * 64 + 1e-12)
     assert np.all(np.diff(rdp) >= 0)
     with pytest.raises(ValueError):
-        ddg_rdp(DistributedDiscreteGaussianEvent(1.0, 1.0, 0.4, 2, 8), ORDERS)
+        rdp_distributed_discrete_gaussian(DistributedDiscreteGaussianEvent(1.0, 1.0, 0.4, 2, 8), ORDERS)
 
 
 def test_subsampled_rdp_upper_bounds_the_exact_sampled_gaussian() -> None:
     for q, z in [(0.01, 1.0), (0.1, 2.0), (0.001, 0.8), (0.3, 4.0)]:
-        ours = subsampled_rdp(q, lambda a, z=z: a / (2 * z * z), ORDERS)
+        ours = rdp_poisson_subsampled(q, lambda a, z=z: a / (2 * z * z), ORDERS)
         exact = dpa._compute_rdp_poisson_subsampled_gaussian(q, z, ORDERS)
         # dp_accounting's series for fractional orders does not converge at q = 0.3
         # (it logs so and returns a value above its own exact ε(2), impossible since
@@ -289,41 +292,52 @@ def test_subsampled_rdp_upper_bounds_the_exact_sampled_gaussian() -> None:
         assert ours[i2] == pytest.approx(exact[i2], rel=1e-9)
         # And never above the unsampled mechanism.
         assert np.all(ours <= ORDERS / (2 * z * z) + 1e-12)
-    assert np.all(subsampled_rdp(0.0, lambda a: a, ORDERS) == 0)
-    assert np.allclose(subsampled_rdp(1.0, lambda a: a / 2, ORDERS), ORDERS / 2)
+    assert np.all(rdp_poisson_subsampled(0.0, lambda a: a, ORDERS) == 0)
+    assert np.allclose(rdp_poisson_subsampled(1.0, lambda a: a / 2, ORDERS), ORDERS / 2)
 
 
 def test_skellam_rdp_formula_and_interpolation() -> None:
     event = SkellamEvent(l1_sensitivity=40.0, l2_sensitivity=5.0, mu=200.0)
     ints = np.array([2.0, 3.0, 10.0])
     expected = ints * 25 / 400 + np.minimum(((2 * ints - 1) * 25 + 240) / (4 * 200.0**2), 120 / 400)
-    assert np.allclose(skellam_rdp(event, ints), expected)
+    assert np.allclose(rdp_skellam(event, ints), expected)
     # Fractional orders: the convex interpolation of the cumulant sits above the integer curve.
-    frac = skellam_rdp(event, [2.5])[0]
+    frac = rdp_skellam(event, [2.5])[0]
     k2, k3 = 1 * expected[0], 2 * expected[1]
     assert frac == pytest.approx((0.5 * k2 + 0.5 * k3) / 1.5)
+    # ... which is below the ceiling-order bound ε(3) (RDP is non-decreasing in α).
+    assert expected[0] < frac < expected[1]
     # Large μ: approaches the Gaussian α Δ2²/(2μ).
     big = SkellamEvent(l1_sensitivity=4e4, l2_sensitivity=2e3, mu=4e8)
-    assert np.allclose(skellam_rdp(big, ints), ints * 4e6 / 8e8, rtol=1e-3)
+    assert np.allclose(rdp_skellam(big, ints), ints * 4e6 / 8e8, rtol=1e-3)
 
 
-def test_distributed_rdp_dispatch_and_composition() -> None:
+def test_rdp_accountant_composes_integer_events() -> None:
+    # What the deleted test-only accountant (ddg.distributed_rdp) covered, on RDPAccountant.
     ddg = DistributedDiscreteGaussianEvent(100.0, 1000.0, 30.0, 20, 128)
     sk = SkellamEvent(1000.0, 100.0, 20 * 900.0)
-    base_d, base_s = ddg_rdp(ddg, ORDERS), skellam_rdp(sk, ORDERS)
-    assert np.allclose(distributed_rdp(ddg, ORDERS), base_d)
-    assert np.allclose(distributed_rdp(ComposedEvent([ddg, sk, NoOpEvent()]), ORDERS), base_d + base_s)
-    assert np.allclose(distributed_rdp(SelfComposedEvent(ddg, 7), ORDERS), 7 * base_d)
-    sampled = distributed_rdp(PoissonSampledEvent(0.05, ddg), ORDERS)
+    base_d = rdp_distributed_discrete_gaussian(ddg, ORDERS)
+    base_s = rdp_skellam(sk, ORDERS)
+
+    def rdp_of(event: object, count: int = 1) -> np.ndarray:
+        return RDPAccountant(ORDERS).compose(event, count).rdp  # type: ignore[arg-type]
+
+    np.testing.assert_allclose(rdp_of(ddg), base_d, rtol=1e-15)
+    np.testing.assert_allclose(rdp_of(ComposedEvent([ddg, sk, NoOpEvent()])), base_d + base_s, rtol=1e-15)
+    np.testing.assert_allclose(rdp_of(SelfComposedEvent(ddg, 7)), 7 * base_d, rtol=1e-15)
+    sampled = rdp_of(PoissonSampledEvent(0.05, ddg))
     assert np.all(sampled <= base_d) and np.all(sampled > 0)
-    nested = distributed_rdp(PoissonSampledEvent(0.5, PoissonSampledEvent(0.1, ddg)), ORDERS)
-    assert np.allclose(nested, distributed_rdp(PoissonSampledEvent(0.05, ddg), ORDERS))
-    with pytest.raises(TypeError):
-        distributed_rdp(GaussianEvent(1.0), ORDERS)
-    with pytest.raises(TypeError):
-        distributed_rdp(PoissonSampledEvent(0.1, ComposedEvent([ddg, ddg])), ORDERS)
+    np.testing.assert_allclose(
+        sampled, rdp_poisson_subsampled(0.05, lambda a: rdp_distributed_discrete_gaussian(ddg, a), ORDERS)
+    )
+    nested = rdp_of(PoissonSampledEvent(0.5, PoissonSampledEvent(0.1, ddg)))
+    np.testing.assert_allclose(nested, sampled, rtol=1e-15)
+    with pytest.raises(UnsupportedEventError):
+        RDPAccountant(ORDERS).compose(PoissonSampledEvent(0.1, ComposedEvent([ddg, ddg])))
     with pytest.raises(ValueError):
-        distributed_rdp(ddg, [1.0])
+        rdp_distributed_discrete_gaussian(ddg, [1.0])
+    with pytest.raises(ValueError):
+        rdp_skellam(sk, [0.5, 2.0])
 
 
 def test_ddg_epsilon_tracks_the_continuous_gaussian() -> None:
@@ -331,7 +345,7 @@ def test_ddg_epsilon_tracks_the_continuous_gaussian() -> None:
     mech = DistributedDiscreteGaussian(2**14, 1.0, 18, 100, 1.0, rotation_seed=0)
     q, steps, delta = 0.01, 1000, 1e-5
     orders = np.concatenate([np.linspace(1.25, 10.75, 39), np.arange(11, 65)])
-    rdp_ddg = steps * distributed_rdp(mech.event(100, sampling_probability=q), orders)
+    rdp_ddg = RDPAccountant(orders).compose(mech.event(100, sampling_probability=q), steps).rdp
     eps_ddg, _ = dpa.compute_epsilon(orders, rdp_ddg, delta)
     # The same mechanism as a continuous Gaussian whose multiplier is reduced by
     # the rounding inflation of the sensitivity, accounted exactly by dp_accounting.
@@ -340,16 +354,3 @@ def test_ddg_epsilon_tracks_the_continuous_gaussian() -> None:
     eps_g, _ = dpa.compute_epsilon(orders, rdp_g, delta)
     assert z_eff == pytest.approx(1.0, rel=0.01)
     assert eps_g <= eps_ddg <= 1.5 * eps_g
-
-
-def test_agrees_with_the_rdp_accountant_module() -> None:
-    # Cross-check with secagg.privacy.rdp (the accountant's own DDG/Skellam formulas).
-    from secagg.privacy import rdp
-
-    ddg = DistributedDiscreteGaussianEvent(40.0, 300.0, 0.8, 12, 256)
-    assert np.allclose(distributed_rdp(ddg, ORDERS), rdp.rdp_distributed_discrete_gaussian(ddg, ORDERS))
-    sk = SkellamEvent(300.0, 40.0, 5000.0)
-    ints = ORDERS[ORDERS == np.round(ORDERS)]
-    assert np.allclose(distributed_rdp(sk, ints), rdp.rdp_skellam(sk, ints))
-    # At fractional orders our cumulant interpolation is at most their ε(⌈α⌉).
-    assert np.all(distributed_rdp(sk, ORDERS) <= rdp.rdp_skellam(sk, ORDERS) + 1e-15)
