@@ -61,6 +61,7 @@ from secagg.randomness import RandomSource, default_rng
 from . import snapshot as _snapshot
 from .base import AggregationProtocol, ServerResult, check_input, check_positive
 from .errors import LocalProtocolError, SnapshotError
+from .events import LocalEvent
 from .messages import Message, RoundStart
 from .secagg.config import SecAgg
 
@@ -290,8 +291,15 @@ class DPServer(_Delegating):
     def receive(self, message) -> list[Message]:
         return self.inner.receive(message)
 
+    def handle(self, event: LocalEvent) -> list[Message]:
+        return self.inner.handle(event)
+
     def close_stage(self) -> list[Message]:
         return self.inner.close_stage()
+
+    @property
+    def awaiting(self) -> frozenset[int]:
+        return self.inner.awaiting
 
     @property
     def client_ids(self):
