@@ -323,7 +323,9 @@ class ServerSession(Session):
             )
         handler = self.TRANSITIONS.get((type(self._state), type(event)))
         if handler is None:
-            raise LocalProtocolError(f"{type(event).__name__} has no effect in stage {self.stage!r}")
+            raise LocalProtocolError(
+                f"{type(event).__name__} has no effect in stage {self.stage!r}"
+            )
         return getattr(self, handler)(event)
 
     def close_stage(self) -> list[Message]:

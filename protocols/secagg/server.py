@@ -409,5 +409,6 @@ class SecAggServer(ServerSession):
             secrets.update(zip(group, values))
         return secrets
 
+
 class _Unrecoverable(Exception):
     """Not enough (consistent) shares to remove a mask."""
