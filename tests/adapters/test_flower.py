@@ -381,7 +381,7 @@ def test_server_refuses_spoofed_senders(task_identity):
             protocols.Message.from_bytes(p) for p in split_length_prefixed(record["messages"])
         ]
         forged = [dataclasses.replace(m, sender=0) for m in forged]
-        record["messages"] = fa._frame(m.to_bytes() for m in forged)
+        record["messages"] = fa.records.frame(m.to_bytes() for m in forged)
         return reply
 
     s = SCENARIOS[0]  # plaintext
