@@ -348,7 +348,7 @@ class _CollectingInputs(State):
     NAME: ClassVar[str] = "masked_input"
 
     def awaiting(self, server: HEServer) -> frozenset[int]:
-        return frozenset(server.client_ids) - self.received.keys()
+        return frozenset(server.client_ids).difference(self.received)
 
 
 @dataclass

@@ -81,7 +81,7 @@ class _Collecting(State):
     NAME: ClassVar[str] = "masked_input"
 
     def awaiting(self, server: ServerSession) -> frozenset[int]:
-        return frozenset(server.client_ids) - self.received.keys()
+        return frozenset(server.client_ids).difference(self.received)
 
 
 class PlaintextClient(ClientSession):

@@ -65,7 +65,7 @@ class CollectingKeys(State):
     NAME: ClassVar[str] = "advertise_keys"
 
     def awaiting(self, server: SecAggServer) -> frozenset[int]:
-        return frozenset(server.client_ids) - self.advertised.keys()
+        return frozenset(server.client_ids).difference(self.advertised)
 
 
 @dataclass
@@ -76,7 +76,7 @@ class CollectingShares(State):
     NAME: ClassVar[str] = "share_keys"
 
     def awaiting(self, server: SecAggServer) -> frozenset[int]:
-        return frozenset(self.keys) - self.envelopes.keys()
+        return frozenset(self.keys).difference(self.envelopes)
 
 
 @dataclass
@@ -88,7 +88,7 @@ class CollectingMaskedInputs(State):
     NAME: ClassVar[str] = "masked_input"
 
     def awaiting(self, server: SecAggServer) -> frozenset[int]:
-        return self.sharers - self.masked.keys()
+        return self.sharers.difference(self.masked)
 
 
 @dataclass
@@ -103,7 +103,7 @@ class CollectingUnmasking(State):
     NAME: ClassVar[str] = "unmasking"
 
     def awaiting(self, server: SecAggServer) -> frozenset[int]:
-        return frozenset(self.requests) - self.responses.keys()
+        return frozenset(self.requests).difference(self.responses)
 
 
 class SecAggServer(ServerSession):
