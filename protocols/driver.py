@@ -34,6 +34,7 @@ Rules the loop applies, for every transport alike:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -83,8 +84,8 @@ def drive(
     transport: Transport,
     stats: Stats,
     *,
-    cpu_clock: Callable[[], float],
-    drop_refused: bool,
+    cpu_clock: Callable[[], float] = time.process_time,
+    drop_refused: bool = True,
 ) -> dict[int, str]:
     """Run ``server`` (not yet started) to the end over ``transport``; return the dropped clients.
 
