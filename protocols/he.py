@@ -337,7 +337,8 @@ class _NotStarted(State):
 class _CollectingKey(State):
     NAME: ClassVar[str] = "advertise_keys"
 
-    def awaiting(self, server: HEServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        assert isinstance(server, HEServer)
         return frozenset({server.decryptor})
 
 
@@ -347,7 +348,7 @@ class _CollectingInputs(State):
     received: dict[int, Any] = field(default_factory=dict)
     NAME: ClassVar[str] = "masked_input"
 
-    def awaiting(self, server: HEServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
         return frozenset(server.client_ids).difference(self.received)
 
 
@@ -356,8 +357,9 @@ class _CollectingDecryption(State):
     survivors: tuple[int, ...]
     NAME: ClassVar[str] = "unmasking"
 
-    def awaiting(self, server: HEServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
         # The decryptor is asked even if its own input missed the input stage.
+        assert isinstance(server, HEServer)
         return frozenset({server.decryptor})
 
 

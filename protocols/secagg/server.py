@@ -64,7 +64,7 @@ class CollectingKeys(State):
     advertised: Keys = field(default_factory=dict)
     NAME: ClassVar[str] = "advertise_keys"
 
-    def awaiting(self, server: SecAggServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
         return frozenset(server.client_ids).difference(self.advertised)
 
 
@@ -75,7 +75,7 @@ class CollectingShares(State):
     envelopes: dict[int, dict[int, bytes]] = field(default_factory=dict)
     NAME: ClassVar[str] = "share_keys"
 
-    def awaiting(self, server: SecAggServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
         return frozenset(self.keys).difference(self.envelopes)
 
 
@@ -87,7 +87,7 @@ class CollectingMaskedInputs(State):
     masked: dict[int, np.ndarray] = field(default_factory=dict)
     NAME: ClassVar[str] = "masked_input"
 
-    def awaiting(self, server: SecAggServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
         return self.sharers.difference(self.masked)
 
 
@@ -102,7 +102,7 @@ class CollectingUnmasking(State):
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
 
-    def awaiting(self, server: SecAggServer) -> frozenset[int]:
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
         return frozenset(self.requests).difference(self.responses)
 
 

@@ -97,7 +97,9 @@ class ClientHandler:
         rng=None,
     ) -> None:
         self.protocols = _protocol_table(protocols)
-        self.factory = None if self.protocols is not None else protocols
+        self.factory: Callable[[str], AggregationProtocol] | None = (
+            None if self.protocols is not None or not callable(protocols) else protocols
+        )
         self._made: dict[str, AggregationProtocol] = {}  # the factory's configs, by name
         self.input_fn = input_fn
         self.snapshot_key = snapshot_key
@@ -113,7 +115,7 @@ class ClientHandler:
             return proto
         if name not in self._made:
             try:
-                proto = self.factory(name)  # type: ignore[misc]
+                proto = self.factory(name)  # type: ignore[misc]  # set whenever protocols is None
             except (ValueError, TypeError, KeyError) as exc:
                 raise LocalProtocolError(f"this client refuses protocol {name!r}: {exc}") from exc
             if not isinstance(proto, AggregationProtocol):

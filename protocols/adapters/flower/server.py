@@ -250,9 +250,10 @@ class GridTransport:
         delivery = Delivery()
         answered: set[int] = set()
         for reply in replies:
-            cid = self.client_of.get(reply.metadata.src_node_id)
-            if cid is None or cid not in batches or cid in answered:
+            sender = self.client_of.get(reply.metadata.src_node_id)
+            if sender is None or sender not in batches or sender in answered:
                 continue  # not a reply to this step
+            cid = sender
             answered.add(cid)
             if reply.has_error():
                 delivery.lost[cid] = f"Flower error {reply.error.code}: {reply.error.reason}"
@@ -260,11 +261,11 @@ class GridTransport:
             try:
                 record = reply.content.config_records[RECORD]
                 if "error" in record:
-                    delivery.lost[cid] = f"client refused: {record['error']}"
+                    delivery.lost[cid] = f"client refused: {record['error']!s}"
                     continue
                 payloads = unframe(record["messages"])
-                stage, seconds = str(record.get("cpu_stage")), float(record.get("cpu_seconds", 0.0))
-                self.input_seconds += float(record.get("input_seconds", 0.0))
+                stage, seconds = str(record.get("cpu_stage")), _seconds(record, "cpu_seconds")
+                self.input_seconds += _seconds(record, "input_seconds")
             except (KeyError, TypeError, ValueError, WireFormatError) as exc:
                 delivery.lost[cid] = f"malformed reply: {exc}"
                 continue
@@ -273,3 +274,11 @@ class GridTransport:
         for cid in set(batches) - answered:
             delivery.lost[cid] = f"no reply within {self.timeout} s"
         return delivery
+
+
+def _seconds(record: ConfigRecord, key: str) -> float:
+    """A CPU-time entry of a client's reply (0 if absent); TypeError if it is not a number."""
+    value = record.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} is not a number")
+    return float(value)
