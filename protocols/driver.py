@@ -73,8 +73,8 @@ class Transport(Protocol):
     def exchange(self, batch: list[tuple[int, bytes]]) -> Delivery:
         """Deliver ``batch`` (recipient client id, payload), return what the clients sent.
 
-        Called with an empty batch never. Must not raise for a client's
-        failure: report the client in :attr:`Delivery.lost` instead.
+        ``batch`` is never empty and never names a dropped client. A client's
+        failure must not raise: report the client in :attr:`Delivery.lost`.
         """
         ...
 
