@@ -18,6 +18,7 @@ from .errors import (
     SnapshotError,
     WireFormatError,
 )
+from .events import DeadlinePassed
 from .messages import Message
 from .paillier import Paillier
 from .plaintext import Plaintext
@@ -29,6 +30,7 @@ __all__ = [
     "CKKS",
     "AggregationProtocol",
     "ClientSession",
+    "DeadlinePassed",
     "DifferentiallyPrivate",
     "LocalProtocolError",
     "Message",

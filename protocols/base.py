@@ -5,13 +5,17 @@ sessions: ``proto.server(client_ids, dim)`` and ``proto.client(client_id, dim)``
 A session is a sans-I/O state machine in the style of h11: it never touches a
 socket, a clock or a thread. ``start()`` and ``receive(message)`` return the
 messages to send; the driver moves them, decides when a stage is over
-(``server.close_stage()``, e.g. when its own deadline passed), and reads
-``server.result`` at the end.
+(``server.handle(DeadlinePassed(stage))``, or ``server.close_stage()`` for the
+current stage, e.g. when its own deadline passed), and reads ``server.result``
+at the end. ``server.awaiting`` names the clients the server still expects a
+message from in the current stage, so a driver knows whom it is waiting for.
 
 Each session holds exactly one state object; the class of that object is the
 stage. Transitions are listed in one table per session class,
-``TRANSITIONS: {(state class, message class): handler name}``: a message with
-no entry for the current state is a :class:`RemoteProtocolError`.
+``TRANSITIONS: {(state class, message or local event class): handler name}``:
+a message with no entry for the current state is a
+:class:`RemoteProtocolError`, a local event (:mod:`protocols.events`) with no
+entry a :class:`LocalProtocolError`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from . import snapshot as _snapshot
 from . import wire
 from .cost import CostEstimate
 from .errors import LocalProtocolError, ProtocolAborted, RemoteProtocolError, SnapshotError
+from .events import DeadlinePassed, LocalEvent
 from .messages import Abort, Message
 from .registry import ProtocolOptions
 
@@ -59,6 +64,14 @@ class State:
     """Base class of session states. The class name (snake_cased ``NAME``) is the stage."""
 
     NAME: ClassVar[str] = "state"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        """The clients a server in this state still expects a message from (none by default).
+
+        A server state that collects messages overrides this; it is what
+        :attr:`ServerSession.awaiting` reports.
+        """
+        return frozenset()
 
 
 @_snapshot.state
@@ -97,7 +110,7 @@ class ServerResult:
 class Session(ABC):
     """Common machinery of client and server sessions."""
 
-    TRANSITIONS: ClassVar[dict[tuple[type[State], type[Message]], str]] = {}
+    TRANSITIONS: ClassVar[dict[tuple[type[State], type[Message] | type[LocalEvent]], str]] = {}
     ROLE: ClassVar[str] = "session"
 
     def __init__(self, party_id: int, round: int) -> None:
@@ -283,13 +296,50 @@ class ServerSession(Session):
 
     _result: ServerResult
 
-    @abstractmethod
+    @property
+    def awaiting(self) -> frozenset[int]:
+        """The clients whose message the current stage still waits for.
+
+        Empty before ``start()`` and once the session finished; never holds a
+        client that already answered this stage. A driver may close the stage
+        (:meth:`close_stage`) as soon as it gives up on all of them. Each
+        collecting state says whom it awaits (:meth:`State.awaiting`).
+        """
+        return self._state.awaiting(self)
+
+    def handle(self, event: LocalEvent) -> list[Message]:
+        """Process a local event from the driver (:mod:`protocols.events`); return messages to send.
+
+        Dispatched through ``TRANSITIONS`` like a message. A
+        :class:`~protocols.events.DeadlinePassed` for a stage other than the
+        current one (stale: the stage already ended), or in a state with no
+        stage to close, raises :class:`LocalProtocolError` and leaves the
+        session unchanged.
+        """
+        if not isinstance(event, LocalEvent):
+            raise TypeError(f"handle() takes a local event, got {type(event).__name__}")
+        if not self._started:
+            raise LocalProtocolError("call start() before handle()")
+        if isinstance(event, DeadlinePassed) and event.stage != self.stage:
+            raise LocalProtocolError(
+                f"deadline of stage {event.stage!r} passed, but the server is in stage {self.stage!r}"
+            )
+        handler = self.TRANSITIONS.get((type(self._state), type(event)))
+        if handler is None:
+            raise LocalProtocolError(
+                f"{type(event).__name__} has no effect in stage {self.stage!r}"
+            )
+        return getattr(self, handler)(event)
+
     def close_stage(self) -> list[Message]:
         """End the current collection stage now (the driver's deadline passed).
 
         Proceeds with the clients that answered if they are enough, aborts
-        otherwise. Returns the messages to send.
+        otherwise. Returns the messages to send. Shorthand for
+        ``handle(DeadlinePassed(self.stage))``; the sessions also call it when
+        every awaited client answered, so a stage ends through one handler.
         """
+        return self.handle(DeadlinePassed(self.stage))
 
     def _abort_round(self, reason: str, recipients: Iterable[int]) -> list[Message]:
         self._abort(reason)

@@ -63,6 +63,7 @@ from .base import AggregationProtocol, ServerResult, check_input, check_positive
 from .cost import CostEstimate
 from .dp_modes import DP_MODES, dp_mode
 from .errors import LocalProtocolError, SnapshotError
+from .events import LocalEvent
 from .messages import Message, RoundStart
 
 __all__ = ["DP_MODES", "DifferentiallyPrivate"]
@@ -301,8 +302,15 @@ class DPServer(_Delegating):
     def receive(self, message) -> list[Message]:
         return self.inner.receive(message)
 
+    def handle(self, event: LocalEvent) -> list[Message]:
+        return self.inner.handle(event)
+
     def close_stage(self) -> list[Message]:
         return self.inner.close_stage()
+
+    @property
+    def awaiting(self) -> frozenset[int]:
+        return self.inner.awaiting
 
     @property
     def client_ids(self):

@@ -48,6 +48,7 @@ from .base import (
     check_input,
 )
 from .errors import LocalProtocolError, RemoteProtocolError
+from .events import DeadlinePassed
 from .messages import Message, RoundStart, register
 
 __all__ = [
@@ -336,6 +337,10 @@ class _NotStarted(State):
 class _CollectingKey(State):
     NAME: ClassVar[str] = "advertise_keys"
 
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        assert isinstance(server, HEServer)
+        return frozenset({server.decryptor})
+
 
 @dataclass
 class _CollectingInputs(State):
@@ -343,11 +348,19 @@ class _CollectingInputs(State):
     received: dict[int, Any] = field(default_factory=dict)
     NAME: ClassVar[str] = "masked_input"
 
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(server.client_ids).difference(self.received)
+
 
 @dataclass
 class _CollectingDecryption(State):
     survivors: tuple[int, ...]
     NAME: ClassVar[str] = "unmasking"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        # The decryptor is asked even if its own input missed the input stage.
+        assert isinstance(server, HEServer)
+        return frozenset({server.decryptor})
 
 
 class HEServer(ServerSession):
@@ -357,6 +370,9 @@ class HEServer(ServerSession):
         (_CollectingKey, PublicKeyAdvert): "_on_key",
         (_CollectingInputs, EncryptedInput): "_on_input",
         (_CollectingDecryption, DecryptedAggregate): "_on_decrypted",
+        (_CollectingKey, DeadlinePassed): "_close_key",
+        (_CollectingInputs, DeadlinePassed): "_close_inputs",
+        (_CollectingDecryption, DeadlinePassed): "_close_decryption",
     }
 
     def __init__(
@@ -432,24 +448,23 @@ class HEServer(ServerSession):
         self._state = Completed()
         return []
 
-    def close_stage(self) -> list[Message]:
+    def _close_key(self, event: DeadlinePassed) -> list[Message]:
+        return self._abort_round(
+            "the decryptor did not publish a key", set(self.client_ids) - {self.decryptor}
+        )
+
+    def _close_inputs(self, event: DeadlinePassed) -> list[Message]:
         st = self._state
-        if isinstance(st, _CollectingKey):
+        assert isinstance(st, _CollectingInputs)
+        survivors = tuple(sorted(st.received))
+        if len(survivors) < self.proto.min_clients:
             return self._abort_round(
-                "the decryptor did not publish a key", set(self.client_ids) - {self.decryptor}
+                f"only {len(survivors)} inputs arrived; min_clients is {self.proto.min_clients}",
+                self.client_ids,
             )
-        if isinstance(st, _CollectingInputs):
-            survivors = tuple(sorted(st.received))
-            if len(survivors) < self.proto.min_clients:
-                return self._abort_round(
-                    f"only {len(survivors)} inputs arrived; min_clients is {self.proto.min_clients}",
-                    self.client_ids,
-                )
-            aggregate = self.proto.aggregate(st.public, [st.received[c] for c in survivors])
-            self._state = _CollectingDecryption(survivors)
-            return [
-                EncryptedAggregate(wire.SERVER, self.decryptor, self.round, survivors, aggregate)
-            ]
-        if isinstance(st, _CollectingDecryption):
-            return self._abort_round("the decryptor did not return the aggregate", [])
-        raise LocalProtocolError(f"no stage to close in stage {self.stage!r}")
+        aggregate = self.proto.aggregate(st.public, [st.received[c] for c in survivors])
+        self._state = _CollectingDecryption(survivors)
+        return [EncryptedAggregate(wire.SERVER, self.decryptor, self.round, survivors, aggregate)]
+
+    def _close_decryption(self, event: DeadlinePassed) -> list[Message]:
+        return self._abort_round("the decryptor did not return the aggregate", [])

@@ -21,7 +21,7 @@ from .errors import WireFormatError
 
 __all__ = ["Abort", "Message", "RoundStart", "message_class", "message_types", "register"]
 
-_REGISTRY: dict[int, type[Message]] = {}
+_REGISTRY: dict[int, type[Message]] = wire.TYPES  # the wire format owns the type codes
 M = TypeVar("M", bound="Message")
 
 
@@ -75,24 +75,14 @@ class Message:
         Called on :class:`Message` it returns whichever registered type the
         bytes hold; called on a subclass it also checks the type.
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise WireFormatError(f"expected bytes, got {type(data).__name__}")
-        if len(data) > wire.MAX_MESSAGE_BYTES:
-            raise WireFormatError("message exceeds MAX_MESSAGE_BYTES")
-        reader = wire.Reader(data)
-        magic, version, type_code, sender, recipient, round_ = reader.unpack(wire.HEADER)
-        if magic != wire.MAGIC:
-            raise WireFormatError("not a secagg-fl message (bad magic)")
-        if version != wire.VERSION:
-            raise WireFormatError(f"unsupported wire version {version} (this is {wire.VERSION})")
-        target = _REGISTRY.get(type_code)
-        if target is None:
-            raise WireFormatError(f"unknown message type {type_code}")
+        head = wire.read_header(data)
+        target = head.message_class
         if cls is not Message and target is not cls:
             raise WireFormatError(f"expected {cls.__name__}, got {target.__name__}")
+        reader = wire.Reader(data, wire.HEADER.size)
         values = [kind.read(reader) for _, kind in target.SCHEMA]
         reader.finish()
-        return target(sender, recipient, round_, *values)  # type: ignore[return-value]
+        return target(head.sender, head.recipient, head.round, *values)  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):

@@ -27,6 +27,7 @@ from .base import (
 )
 from .cost import CostEstimate
 from .errors import LocalProtocolError, RemoteProtocolError
+from .events import DeadlinePassed
 from .messages import Message, RoundStart, register
 
 __all__ = ["PlainInput", "Plaintext", "PlaintextClient", "PlaintextServer"]
@@ -86,6 +87,9 @@ class _Collecting(State):
     received: dict[int, np.ndarray] = field(default_factory=dict)
     NAME: ClassVar[str] = "masked_input"
 
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(server.client_ids).difference(self.received)
+
 
 class PlaintextClient(ClientSession):
     TRANSITIONS: ClassVar = {(_Idle, RoundStart): "_on_round_start"}
@@ -124,7 +128,10 @@ class PlaintextClient(ClientSession):
 
 
 class PlaintextServer(ServerSession):
-    TRANSITIONS: ClassVar = {(_Collecting, PlainInput): "_on_input"}
+    TRANSITIONS: ClassVar = {
+        (_Collecting, PlainInput): "_on_input",
+        (_Collecting, DeadlinePassed): "_close_inputs",
+    }
 
     def __init__(
         self, proto: Plaintext, client_ids: Iterable[int], dim: int, *, round: int = 0
@@ -155,10 +162,9 @@ class PlaintextServer(ServerSession):
         st.received[msg.sender] = msg.vector
         return self.close_stage() if len(st.received) == len(self.client_ids) else []
 
-    def close_stage(self) -> list[Message]:
+    def _close_inputs(self, event: DeadlinePassed) -> list[Message]:
         st = self._state
-        if not isinstance(st, _Collecting):
-            raise LocalProtocolError(f"no stage to close in stage {self.stage!r}")
+        assert isinstance(st, _Collecting)
         if not st.received:
             return self._abort_round("no client sent an input", self.client_ids)
         survivors = tuple(sorted(st.received))

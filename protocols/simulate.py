@@ -1,11 +1,14 @@
 """An in-process simulator that drives real sessions through serialized bytes.
 
 Every message crosses as ``to_bytes()`` / ``from_bytes()``, exactly as it would
-over a network, so the byte counts are the real wire cost. Dropouts follow the
-DESIGN's rule: a client named for a stage sends nothing from that stage on,
-and the simulator (playing the driver) closes a stage once no more messages
-are in flight. CPU seconds are measured per role and per stage with
-``time.process_time`` (in the worker processes when ``workers > 1``).
+over a network, so the byte counts are the real wire cost. The loop is
+:func:`protocols.driver.drive`, the same as the Flower adapter's; this module
+is the transport: client sessions hosted in this process or in forked
+workers. Dropouts follow the DESIGN's rule: a client named for a stage sends
+nothing from that stage on (the transport reports it lost), and the driver
+closes a stage once no more messages are in flight. CPU seconds are measured
+per role and per stage with ``time.process_time`` (in the worker processes
+when ``workers > 1``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import struct
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -21,9 +24,11 @@ import numpy as np
 
 from secagg.randomness import DeterministicRandom, RandomSource, SystemRandom
 
+from . import wire
 from .base import AggregationProtocol, ServerResult
+from .driver import Delivery, drive
 from .errors import LocalProtocolError, ProtocolAborted
-from .messages import Message, message_class
+from .messages import Message
 
 __all__ = ["SimulationResult", "Stats", "simulate"]
 
@@ -152,7 +157,7 @@ class _ClientHost:
     def deliver(self, batch: list[tuple[int, bytes]]) -> None:
         for cid, payload in batch:
             session = self.sessions[cid]
-            stage = message_class(payload[3]).STAGE  # work is filed under what triggered it
+            stage = wire.read_header(payload).stage  # work is filed under what triggered it
             t0 = time.process_time()
             out = session.receive(payload)
             self._collect(cid, out)
@@ -320,57 +325,14 @@ def simulate(
         if workers > 1
         else _InlineHosts(proto, dim, vectors, seed, round)
     )
-    silenced: set[int] = set()
-
-    def from_clients() -> list[bytes]:
-        out, timing = hosts.drain()
-        for stage, seconds in timing.items():
-            stats._add("client", stage, seconds)
-        kept = []
-        for cid, payload in out:
-            stage = message_class(payload[3]).STAGE  # header byte 3: the type code
-            if cid in silenced or (cid in drop_at and order.index(stage) >= drop_at[cid]):
-                silenced.add(cid)  # the client is gone from here on
-                continue
-            stats.bytes_sent["client"] += len(payload)
-            stats.messages += 1
-            kept.append(payload)
-        return kept
-
-    def server_call(fn, *args) -> list[tuple[int, bytes]]:
-        # Work triggered by a message is filed under that message's stage; start()
-        # and close_stage() under the stage the server is in.
-        stage = message_class(args[0][3]).STAGE if args else server.stage
-        t0 = time.process_time()
-        out = [(m.recipient, m.to_bytes()) for m in fn(*args)]
-        stats._add("server", stage, time.process_time() - t0)
-        for _, payload in out:
-            stats.bytes_sent["server"] += len(payload)
-            stats.messages += 1
-        return out
-
     try:
-        to_clients = deque(server_call(server.start))
-        to_server: deque[bytes] = deque(from_clients())
-        while not server.finished:
-            if not to_clients and not to_server:
-                to_clients.extend(server_call(server.close_stage))
-            while to_server:
-                payload = to_server.popleft()
-                stats.bytes_received["server"] += len(payload)
-                to_clients.extend(server_call(server.receive, payload))
-            batch = []
-            while to_clients:
-                cid, payload = to_clients.popleft()
-                if cid in silenced:
-                    continue
-                stats.bytes_received["client"] += len(payload)
-                batch.append((cid, payload))
-            if batch:
-                hosts.deliver(batch)
-            to_server.extend(from_clients())
-            if server.finished:
-                break
+        drive(
+            server,
+            _HostsTransport(hosts, drop_at, order),
+            stats,
+            cpu_clock=time.process_time,
+            drop_refused=False,  # honest in-process clients: a refusal is a bug, raise it
+        )
     finally:
         hosts.close()
     stats.wall_seconds = time.perf_counter() - wall0
@@ -382,3 +344,26 @@ def simulate(
     return SimulationResult(
         total=result.total, survivors=list(result.survivors), stats=stats, result=result
     )
+
+
+class _HostsTransport:
+    """The driver's transport over client hosts, applying the simulated dropouts."""
+
+    def __init__(self, hosts, drop_at: Mapping[int, int], order: tuple[str, ...]) -> None:
+        self.hosts, self.drop_at, self.order = hosts, drop_at, order
+        self.silenced: set[int] = set()
+
+    def exchange(self, batch: list[tuple[int, bytes]]) -> Delivery:
+        self.hosts.deliver(batch)
+        out, timing = self.hosts.drain()
+        delivery = Delivery(client_seconds=timing)
+        for cid, payload in out:
+            stage = wire.read_header(payload).stage
+            drops_here = cid in self.drop_at and self.order.index(stage) >= self.drop_at[cid]
+            if cid in self.silenced or drops_here:
+                if cid not in self.silenced:
+                    self.silenced.add(cid)  # the client is gone from here on
+                    delivery.lost[cid] = f"simulated dropout at {stage!r}"
+                continue
+            delivery.messages.append((cid, payload))
+        return delivery

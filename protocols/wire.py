@@ -24,6 +24,7 @@ import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,9 +51,11 @@ __all__ = [
     "VERSION",
     "FieldKind",
     "Fixed",
+    "Header",
     "Reader",
     "check_ids",
     "pack_ring",
+    "read_header",
     "unpack_ring",
 ]
 
@@ -65,6 +68,54 @@ MAX_ID = SERVER - 1
 """Client ids are integers in ``[0, MAX_ID]``."""
 MAX_MESSAGE_BYTES = 1 << 31
 """Messages larger than this (2 GiB) are rejected before decoding."""
+
+
+TYPES: dict[int, Any] = {}
+"""Type code -> message class; filled by :func:`protocols.messages.register`."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """A message's header, read without decoding its payload (see :func:`read_header`)."""
+
+    type_code: int
+    message_class: Any
+    sender: int
+    recipient: int
+    round: int
+
+    @property
+    def stage(self) -> str:
+        """The protocol stage the message belongs to (its class's ``STAGE``)."""
+        return self.message_class.STAGE
+
+
+def read_header(data: bytes | bytearray | memoryview) -> Header:
+    """The header of one encoded message: type, class, stage, sender, recipient, round.
+
+    Checks what :meth:`protocols.Message.from_bytes` checks before it reads
+    the payload (bytes, size limit, magic, version, a registered type) and
+    raises :class:`WireFormatError` otherwise; the payload itself is not
+    looked at, so a message whose header reads may still fail to decode.
+    Drivers use it to route and account for messages without decoding them.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireFormatError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireFormatError("message exceeds MAX_MESSAGE_BYTES")
+    if len(data) < HEADER.size:
+        raise WireFormatError(
+            f"truncated message: {len(data)} bytes, the header needs {HEADER.size}"
+        )
+    magic, version, type_code, sender, recipient, round_ = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise WireFormatError("not a secagg-fl message (bad magic)")
+    if version != VERSION:
+        raise WireFormatError(f"unsupported wire version {version} (this is {VERSION})")
+    cls = TYPES.get(type_code)
+    if cls is None:
+        raise WireFormatError(f"unknown message type {type_code}")
+    return Header(type_code, cls, sender, recipient, round_)
 
 
 class Reader:

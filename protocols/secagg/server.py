@@ -6,7 +6,8 @@ Stages (Bonawitz et al. 2017 round numbers in brackets)::
                                                                       (any) -> aborted
 
 A stage ends when every client expected in it has answered, or when the
-driver calls :meth:`SecAggServer.close_stage` (its deadline passed). The server
+driver's deadline passes (``handle(DeadlinePassed(stage))``, or
+:meth:`~protocols.ServerSession.close_stage`). The server
 then continues with whoever answered, provided every remaining client still
 has at least ``t`` members of its sharing group (itself and its neighbours)
 left; clients whose groups fell below ``t`` are removed, repeatedly, until
@@ -34,7 +35,8 @@ from secagg.randomness import RandomSource, default_rng
 
 from .. import wire
 from ..base import Completed, ServerResult, ServerSession, State
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import RemoteProtocolError
+from ..events import DeadlinePassed
 from ..messages import Abort, Message, RoundStart
 from . import derivation as d
 from .messages import (
@@ -62,6 +64,9 @@ class CollectingKeys(State):
     advertised: Keys = field(default_factory=dict)
     NAME: ClassVar[str] = "advertise_keys"
 
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(server.client_ids).difference(self.advertised)
+
 
 @dataclass
 class CollectingShares(State):
@@ -69,6 +74,9 @@ class CollectingShares(State):
     session_id: bytes
     envelopes: dict[int, dict[int, bytes]] = field(default_factory=dict)
     NAME: ClassVar[str] = "share_keys"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(self.keys).difference(self.envelopes)
 
 
 @dataclass
@@ -78,6 +86,9 @@ class CollectingMaskedInputs(State):
     sharers: frozenset[int]
     masked: dict[int, np.ndarray] = field(default_factory=dict)
     NAME: ClassVar[str] = "masked_input"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return self.sharers.difference(self.masked)
 
 
 @dataclass
@@ -91,6 +102,9 @@ class CollectingUnmasking(State):
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
 
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(self.requests).difference(self.responses)
+
 
 class SecAggServer(ServerSession):
     """A SecAgg or SecAgg+ server session (see module docstring)."""
@@ -100,6 +114,10 @@ class SecAggServer(ServerSession):
         (CollectingShares, ShareKeys): "_on_share_keys",
         (CollectingMaskedInputs, MaskedInput): "_on_masked_input",
         (CollectingUnmasking, UnmaskResponse): "_on_unmask_response",
+        (CollectingKeys, DeadlinePassed): "_close_keys",
+        (CollectingShares, DeadlinePassed): "_close_shares",
+        (CollectingMaskedInputs, DeadlinePassed): "_close_masked",
+        (CollectingUnmasking, DeadlinePassed): "_close_unmasking",
     }
 
     def __init__(
@@ -172,7 +190,9 @@ class SecAggServer(ServerSession):
             return self.close_stage()
         return []
 
-    def _close_keys(self, st: CollectingKeys) -> list[Message]:
+    def _close_keys(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingKeys)
         # A key advertised by two clients (a copied key) would let one decrypt the
         # other's envelopes: neither takes part.
         uses = Counter(k for pair in st.advertised.values() for k in pair)
@@ -225,7 +245,9 @@ class SecAggServer(ServerSession):
             return self.close_stage()
         return []
 
-    def _close_shares(self, st: CollectingShares) -> list[Message]:
+    def _close_shares(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingShares)
         sharers = self._prune(st.envelopes)
         excluded = set(st.envelopes) - sharers
         if not sharers:
@@ -256,7 +278,9 @@ class SecAggServer(ServerSession):
             return self.close_stage()
         return []
 
-    def _close_masked(self, st: CollectingMaskedInputs) -> list[Message]:
+    def _close_masked(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingMaskedInputs)
         survivors = self._prune(st.masked)
         dropped = st.sharers - survivors
         # Every dropped client whose pairwise masks sit in a survivor's input must be
@@ -311,7 +335,9 @@ class SecAggServer(ServerSession):
             return self.close_stage()
         return []
 
-    def _close_unmasking(self, st: CollectingUnmasking) -> list[Message]:
+    def _close_unmasking(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingUnmasking)
         try:
             self_seeds = self._reconstruct(st, st.survivors, lambda r: r.self_mask_shares)
             needed = {v for v in st.dropped if self.neighbours[v] & st.survivors}
@@ -382,19 +408,6 @@ class SecAggServer(ServerSession):
                 raise
             secrets.update(zip(group, values))
         return secrets
-
-    # -- driver hook -------------------------------------------------------------
-    def close_stage(self) -> list[Message]:
-        st = self._state
-        if isinstance(st, CollectingKeys):
-            return self._close_keys(st)
-        if isinstance(st, CollectingShares):
-            return self._close_shares(st)
-        if isinstance(st, CollectingMaskedInputs):
-            return self._close_masked(st)
-        if isinstance(st, CollectingUnmasking):
-            return self._close_unmasking(st)
-        raise LocalProtocolError(f"no stage to close in stage {self.stage!r}")
 
 
 class _Unrecoverable(Exception):

@@ -173,6 +173,12 @@ def check_against_simulate(scenario: Scenario, out: fa.FlowerRound, inputs) -> N
         assert out.result.events == sim.events
         assert np.max(np.abs(out.total - sim.total)) < 1e-3
     assert out.stats.bytes_up > 0 and out.stats.bytes_down > 0
+    # One driver (protocols.driver) keeps both accounts: the same traffic, byte for
+    # byte (but for CKKS, whose serialized ciphertexts vary in size with their noise).
+    if scenario.kind != "ckks":
+        assert out.stats.bytes_sent == sim.stats.bytes_sent
+        assert out.stats.bytes_received == sim.stats.bytes_received
+    assert out.stats.messages == sim.stats.messages
     failed = {out.nodes[c] for c in scenario.dropout}
     assert set(out.failures) == failed
 
@@ -269,6 +275,40 @@ def test_in_process_grid_matches_simulate(task_identity, scenario):
     for cid, node in enumerate(nodes):
         held = fa.STATE_RECORD in grid.contexts[node].state
         assert held == (cid in scenario.dropout and scenario.dropout[cid] != "advertise_keys")
+
+
+@pytest.mark.parametrize(
+    ("proto", "dropout"),
+    [
+        (
+            protocols.SecAgg(bits=BITS, clip=grid_clip(4), threshold=3),
+            {1: "share_keys", 2: "share_keys"},
+        ),
+        (protocols.Paillier(key_bits=1024, bits=BITS, clip=grid_clip(1)), {0: "unmasking"}),
+    ],
+    ids=["secagg-too-few-share", "paillier-decryptor-gone"],
+)
+def test_simulate_and_flower_abort_alike(task_identity, proto, dropout):
+    """Both paths are the same driver: the same dropouts end the round the same way."""
+    scenario = Scenario("abort", proto, 4, "int", dropout)
+    inputs = scenario.inputs(5)
+    with pytest.raises(protocols.ProtocolAborted) as sim:
+        protocols.simulate(proto, inputs, dropout=dropout, seed=0)
+    grid = LocalGrid(build_client_app({"abort": proto}), 4)
+    nodes = sorted(grid.get_node_ids())
+    with pytest.raises(protocols.ProtocolAborted) as flower:
+        fa.run_round(
+            grid,
+            proto,
+            nodes,
+            DIM,
+            round=1,
+            name="abort",
+            content=content_for(scenario, nodes, inputs),
+        )
+    reason, _, dropped = flower.value.reason.partition(" (dropped nodes: ")
+    assert reason == sim.value.reason
+    assert {int(part.split(":")[0]) for part in dropped.split(", ")} == {nodes[c] for c in dropout}
 
 
 def test_round_trips_per_protocol(task_identity):
@@ -381,7 +421,7 @@ def test_server_refuses_spoofed_senders(task_identity):
             protocols.Message.from_bytes(p) for p in split_length_prefixed(record["messages"])
         ]
         forged = [dataclasses.replace(m, sender=0) for m in forged]
-        record["messages"] = fa._frame(m.to_bytes() for m in forged)
+        record["messages"] = fa.records.frame(m.to_bytes() for m in forged)
         return reply
 
     s = SCENARIOS[0]  # plaintext

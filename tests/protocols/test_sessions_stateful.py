@@ -9,6 +9,10 @@ happens:
     one peer, and the server is never sent both kinds of share of one client;
 (b) a completed server holds the exact integer sum of its survivors' inputs;
 (c) an aborted server's ``result`` raises ProtocolAborted;
+(d) ``server.awaiting`` names only invited clients, never one that already
+    answered the current stage, nobody once the server finished, and never
+    again a client that had not answered when a stage ended (e.g. one the
+    driver dropped: it is cut off from the network in both directions);
 and a rejected message leaves the server exactly as it was, while a client
 that rejects a message is aborted (or had already finished).
 """
@@ -80,6 +84,11 @@ class SessionsUnderAdversarialNetwork(RuleBasedStateMachine):
         self.server_self_shares: set[int] = set()  # owners whose self-mask share the server holds
         self.server_key_shares: set[int] = set()  # owners whose mask-key share the server holds
         self.max_stage = 0
+        self.n = n
+        self.answered: dict[str, set[int]] = {}  # stage -> clients the server accepted in it
+        self.missed: set[int] = set()  # awaited when a stage ended: out of the round
+        self.dropped: set[int] = set()  # cut off by the driver
+        assert self.server.awaiting == frozenset()  # nothing asked yet
         self._send_from_server(self.server.start())
         for c, client in self.clients.items():
             assert client.start() == []
@@ -90,7 +99,8 @@ class SessionsUnderAdversarialNetwork(RuleBasedStateMachine):
     def _send_from_server(self, messages) -> None:
         for m in messages:
             assert m.sender == SERVER
-            self.pool.append((m.recipient, m.to_bytes()))
+            if m.recipient not in self.dropped:
+                self.pool.append((m.recipient, m.to_bytes()))
 
     def _send_from_client(self, cid: int, messages) -> None:
         for m in messages:
@@ -99,17 +109,21 @@ class SessionsUnderAdversarialNetwork(RuleBasedStateMachine):
             assert decoded.sender == cid and decoded.recipient == SERVER
             if isinstance(decoded, sm.UnmaskResponse):
                 self.revealed[cid].append(decoded)
-            self.pool.append((SERVER, data))
+            if cid not in self.dropped:
+                self.pool.append((SERVER, data))
 
     def _deliver(self, dest: int, data: bytes) -> None:
         if dest == SERVER:
             before = fingerprint(self.server)
+            stage, awaited = self.server.stage, self.server.awaiting
             try:
                 out = self.server.receive(data)
             except RemoteProtocolError:
                 assert fingerprint(self.server) == before, "a rejected message changed the server"
                 return
             msg = decode(data)
+            self.answered.setdefault(stage, set()).add(msg.sender)
+            self._stage_may_have_ended(stage, awaited - {msg.sender})
             if isinstance(msg, sm.MaskedInput):
                 self.accepted_masked.add(msg.sender)
             if isinstance(msg, sm.UnmaskResponse):
@@ -156,11 +170,25 @@ class SessionsUnderAdversarialNetwork(RuleBasedStateMachine):
                 break
             self._deliver(*self.pool.pop(0))
 
+    def _stage_may_have_ended(self, stage: str, unanswered: frozenset[int]) -> None:
+        if self.server.stage != stage:
+            self.missed |= unanswered
+
+    @rule(c=st.integers(0, 10**6))
+    def drop_client(self, c):
+        """The driver gives up on a client: nothing reaches it or comes from it any more."""
+        cid = c % self.n
+        self.dropped.add(cid)
+        self.pool = [(d, b) for d, b in self.pool if d != cid and decode(b).sender != cid]
+
     @rule()
     def close_stage(self):
         """The driver's deadline: always allowed; refused only when no stage is open."""
         if self.server.stage in COLLECTING:
-            self._send_from_server(self.server.close_stage())
+            stage, awaited = self.server.stage, self.server.awaiting
+            out = self.server.close_stage()
+            self._stage_may_have_ended(stage, awaited)
+            self._send_from_server(out)
         else:
             try:
                 self.server.close_stage()
@@ -213,6 +241,21 @@ class SessionsUnderAdversarialNetwork(RuleBasedStateMachine):
                 pass
             else:
                 raise AssertionError("an unfinished server returned a result")
+
+    @invariant()
+    def awaiting_is_consistent(self):
+        awaiting = self.server.awaiting
+        assert isinstance(awaiting, frozenset)
+        assert awaiting <= set(range(self.n)), "awaits a client that was never invited"
+        if self.server.finished:
+            assert not awaiting, f"a {self.server.stage} server awaits {sorted(awaiting)}"
+        answered = awaiting & self.answered.get(self.server.stage, set())
+        assert not answered, f"awaits {sorted(answered)}, who already answered this stage"
+        assert not awaiting & self.missed, (
+            f"awaits {sorted(awaiting & self.missed)}, who missed an earlier stage"
+        )
+        if self.server.stage in COLLECTING[1:] and not self.missed:
+            assert awaiting, "a collecting stage with nobody to wait for did not end"
 
     @invariant()
     def server_stage_only_moves_forward(self):

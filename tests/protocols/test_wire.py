@@ -397,6 +397,88 @@ def test_non_bytes_input_is_a_wire_error(junk):
 
 
 # ---------------------------------------------------------------------------
+# reading a header without decoding the payload (what drivers route by)
+
+
+@pytest.mark.parametrize("msg", sample_messages(), ids=lambda m: type(m).__name__)
+def test_read_header_names_what_the_message_is(msg):
+    data = msg.to_bytes()
+    head = wire.read_header(data)
+    assert head.message_class is type(msg)
+    assert head.type_code == type(msg).TYPE
+    assert head.stage == type(msg).STAGE
+    assert (head.sender, head.recipient, head.round) == (msg.sender, msg.recipient, msg.round)
+    # Only the header is read: a payload cut short does not matter to it.
+    assert wire.read_header(data[: wire.HEADER.size]) == head
+    assert wire.read_header(memoryview(data)) == head
+
+
+def test_read_header_values_written_by_hand():
+    data = header(sm.MaskedInput.TYPE, sender=7, recipient=wire.SERVER, round=3) + b"junk"
+    head = wire.read_header(data)
+    assert (head.message_class, head.stage) == (sm.MaskedInput, "masked_input")
+    assert (head.sender, head.recipient, head.round) == (7, wire.SERVER, 3)
+
+
+@pytest.mark.parametrize("msg", sample_messages(), ids=lambda m: type(m).__name__)
+def test_read_header_rejects_truncated_headers(msg):
+    data = msg.to_bytes()
+    for cut in range(wire.HEADER.size):
+        with pytest.raises(WireFormatError, match="truncated"):
+            wire.read_header(data[:cut])
+
+
+@pytest.mark.parametrize("msg", sample_messages(), ids=lambda m: type(m).__name__)
+def test_read_header_checks_magic_version_and_type(msg):
+    data = msg.to_bytes()
+    with pytest.raises(WireFormatError, match="magic"):
+        wire.read_header(b"FS" + data[2:])
+    for version in (0, 2, 255):
+        with pytest.raises(WireFormatError, match="version"):
+            wire.read_header(data[:2] + bytes([version]) + data[3:])
+    for code in set(range(256)) - set(message_types()):
+        with pytest.raises(WireFormatError, match="unknown message type"):
+            wire.read_header(data[:3] + bytes([code]) + data[4:])
+
+
+@pytest.mark.parametrize("junk", [None, 123, "SF...", [1, 2], 1.5])
+def test_read_header_of_non_bytes_is_a_wire_error(junk):
+    with pytest.raises(WireFormatError):
+        wire.read_header(junk)
+
+
+def test_read_header_refuses_oversized_messages_up_front():
+    huge = np.lib.stride_tricks.as_strided(
+        np.zeros(1, np.uint8), shape=(wire.MAX_MESSAGE_BYTES + 1,), strides=(0,)
+    )
+    with pytest.raises(WireFormatError, match="MAX_MESSAGE_BYTES"):
+        wire.read_header(memoryview(huge))
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(msg=any_message, ops=st.lists(mutation, min_size=0, max_size=4), junk=st.binary(max_size=40))
+def test_fuzz_read_header_agrees_with_decoding(msg, ops, junk):
+    """Only WireFormatError escapes; whatever decodes has the header read_header reports."""
+    for data in (junk, msg.to_bytes()):
+        for op in ops:
+            data = mutate(data, op)
+        try:
+            head = wire.read_header(data)
+        except WireFormatError:
+            with pytest.raises(WireFormatError):  # a header that does not read never decodes
+                Message.from_bytes(data)
+            continue
+        decoded = decode_or_wire_error(data)
+        if decoded is not None:
+            assert head.message_class is type(decoded)
+            assert (head.sender, head.recipient, head.round) == (
+                decoded.sender,
+                decoded.recipient,
+                decoded.round,
+            )
+
+
+# ---------------------------------------------------------------------------
 # ring vectors
 
 

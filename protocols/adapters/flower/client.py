@@ -1,0 +1,239 @@
+"""The client side of the Flower adapter: :class:`ClientHandler` and :func:`make_client_app`.
+
+A ClientApp function that keeps one protocol client session per node between
+Flower messages, as a snapshot in ``context.state`` (see the package docstring).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, RecordDict
+from flwr.app import Message as FlowerMessage
+from flwr.clientapp import ClientApp
+
+from ...base import AggregationProtocol
+from ...errors import LocalProtocolError, ProtocolError
+from ...messages import Abort, Message, RoundStart
+from .records import ACTION, LAST_ROUND_RECORD, RECORD, STATE_RECORD, frame, unframe
+
+__all__ = ["ClientHandler", "InputFromRecord", "make_client_app"]
+
+InputFn = Callable[[FlowerMessage, Context], np.ndarray]
+KeySource = bytes | Callable[[Context], bytes] | None
+
+
+ProtocolSource = (
+    AggregationProtocol | Mapping[str, AggregationProtocol] | Callable[[str], AggregationProtocol]
+)
+
+
+def _protocol_table(protos: ProtocolSource) -> dict[str, AggregationProtocol] | None:
+    """The fixed name -> config table, or None when ``protos`` is a factory."""
+    if isinstance(protos, AggregationProtocol):
+        return {protos.NAME: protos}
+    if isinstance(protos, Mapping):
+        table = dict(protos)
+        if table and all(isinstance(v, AggregationProtocol) for v in table.values()):
+            return table
+    elif callable(protos):
+        return None
+    raise TypeError(
+        "protocols must be a protocol config, a non-empty name -> config mapping, "
+        "or a function name -> config"
+    )
+
+
+class InputFromRecord:
+    """An ``input_fn`` that reads the client's vector from an ArrayRecord of the round's
+    first message (``content[record][array]``), e.g. what the server sent it."""
+
+    def __init__(self, record: str, array: str = "x") -> None:
+        self.record, self.array = record, array
+
+    def __call__(self, message: FlowerMessage, context: Context) -> np.ndarray:
+        return message.content.array_records[self.record][self.array].numpy()
+
+
+class ClientHandler:
+    """The client side of :func:`run_round`: a ClientApp function ``(message, context) -> Message``.
+
+    Args:
+        protocols: the protocol configuration this client runs; or a mapping
+            name -> configuration if the server may choose one per round (it
+            names it, see ``run_round(name=...)``; a client never runs a
+            configuration it was not given); or a function ``name -> config``
+            for configurations made per round from public parameters the
+            server puts in the name (e.g. a plan, the cohort size, the noise
+            multiplier). The function is the client's policy: it should
+            refuse (raise ValueError) what the client does not accept, e.g.
+            no DP, or plaintext. Sessions still check the server's config
+            digest against the configuration the client built.
+        input_fn: ``input_fn(message, context) -> 1-D float vector``: the
+            client's input (e.g. its model update), called once per round
+            with the round's first message, which carries the server's
+            ``content`` records.
+        snapshot_key: encrypt the stored session snapshot with this 32-byte
+            key, or with ``snapshot_key(context)``; see the module docstring.
+        rng: randomness for the client sessions (default: the OS CSPRNG; a
+            deterministic one is for tests only).
+
+    A message the session refuses (a RemoteProtocolError: it fails closed),
+    an unknown protocol name, or a step for which the node holds no session
+    ends the node's session and is answered with an ``"error"`` entry, which
+    the server treats as the node dropping out. Other exceptions (e.g. from
+    ``input_fn``) propagate; Flower turns them into an error reply, with the
+    same effect on the server.
+    """
+
+    def __init__(
+        self,
+        protocols: ProtocolSource,
+        input_fn: InputFn,
+        *,
+        snapshot_key: KeySource = None,
+        rng=None,
+    ) -> None:
+        self.protocols = _protocol_table(protocols)
+        self.factory: Callable[[str], AggregationProtocol] | None = (
+            None if self.protocols is not None or not callable(protocols) else protocols
+        )
+        self._made: dict[str, AggregationProtocol] = {}  # the factory's configs, by name
+        self.input_fn = input_fn
+        self.snapshot_key = snapshot_key
+        self.rng = rng
+
+    def _resolve(self, name: object) -> AggregationProtocol:
+        if not isinstance(name, str):
+            raise LocalProtocolError("the protocol name must be a string")
+        if self.protocols is not None:
+            proto = self.protocols.get(name)
+            if proto is None:
+                raise LocalProtocolError(f"this client does not run protocol {name!r}")
+            return proto
+        if name not in self._made:
+            try:
+                proto = self.factory(name)  # type: ignore[misc]  # set whenever protocols is None
+            except (ValueError, TypeError, KeyError) as exc:
+                raise LocalProtocolError(f"this client refuses protocol {name!r}: {exc}") from exc
+            if not isinstance(proto, AggregationProtocol):
+                raise LocalProtocolError(f"no protocol configuration for {name!r}")
+            if len(self._made) >= 64:  # one per round is typical: keep the cache small
+                self._made.clear()
+            self._made[name] = proto
+        return self._made[name]
+
+    def _key(self, context: Context) -> bytes | None:
+        return self.snapshot_key(context) if callable(self.snapshot_key) else self.snapshot_key
+
+    def __call__(self, message: FlowerMessage, context: Context) -> FlowerMessage:
+        record = message.content.config_records.get(RECORD)
+        if record is None:
+            raise ValueError(f"message carries no {RECORD!r} record: not a protocol step")
+        name, round_, dim = record["protocol"], record["round"], record["dim"]
+        try:
+            proto = self._resolve(name)
+            incoming = [Message.from_bytes(p) for p in unframe(record["messages"])]
+            cpu, input_cpu, stage, session, out = self._step(
+                proto, name, round_, dim, incoming, message, context
+            )
+        except ProtocolError as exc:
+            # Fail closed: the session is gone for good. Reply (rather than raise) so
+            # that Flower keeps the updated node state; it drops the state of an app
+            # that raised. The server treats the error as this node dropping out.
+            self._forget(context)
+            reply = ConfigRecord({"messages": b"", "stage": "aborted", "error": str(exc)})
+            return FlowerMessage(RecordDict({RECORD: reply}), reply_to=message)
+        except BaseException:
+            self._forget(context)  # (lost if Flower discards the state; nothing was sent)
+            raise
+        if session is None or session.finished:
+            self._forget(context)
+        else:
+            snapshot = session.snapshot(key=self._key(context))
+            context.state[STATE_RECORD] = ConfigRecord(
+                {"protocol": name, "round": round_, "snapshot": snapshot}
+            )
+        reply = ConfigRecord(
+            {
+                "messages": frame(m.to_bytes() for m in out),
+                "stage": "none" if session is None else session.stage,
+                "cpu_seconds": cpu,
+                "cpu_stage": stage,
+                "input_seconds": input_cpu,
+            }
+        )
+        return FlowerMessage(RecordDict({RECORD: reply}), reply_to=message)
+
+    def _step(self, proto, name, round_, dim, incoming, message, context):
+        """Feed one step's messages.
+
+        Returns (protocol CPU seconds, input_fn CPU seconds, the stage the
+        step started in, the session, the messages to send).
+        """
+        t0 = time.thread_time()
+        input_cpu = 0.0
+        out: list[Message] = []
+        if (
+            incoming
+            and all(isinstance(m, Abort) for m in incoming)
+            and not self._holds(name, round_, context)
+        ):
+            return 0.0, 0.0, "none", None, out  # the session already finished: nothing to abort
+        if incoming and isinstance(incoming[0], RoundStart):
+            # A new round replaces whatever session the node held. Round numbers must
+            # grow: a client never runs two sessions of one round (a server could
+            # otherwise collect shares of a peer under two different claims).
+            last = context.state.config_records.get(LAST_ROUND_RECORD)
+            if last is not None and round_ <= last["round"]:
+                raise LocalProtocolError(
+                    f"round {round_} does not follow round {last['round']} on this node"
+                )
+            context.state[LAST_ROUND_RECORD] = ConfigRecord({"round": round_})
+            session = proto.client(incoming[0].recipient, dim, rng=self.rng, round=round_)
+            stage = session.stage
+            out += session.start()
+            out += session.receive(incoming[0])
+            if not session.finished:
+                t1 = time.thread_time()
+                x = self.input_fn(message, context)  # the user's training is not protocol time
+                input_cpu = time.thread_time() - t1
+                t0 += input_cpu
+                out += session.provide_input(x)
+            incoming = incoming[1:]
+        else:
+            if not self._holds(name, round_, context):
+                raise LocalProtocolError(f"this node holds no {name!r} session of round {round_}")
+            stored = context.state.config_records[STATE_RECORD]
+            session = proto.restore_client(stored["snapshot"], rng=self.rng, key=self._key(context))
+            stage = session.stage
+        for m in incoming:
+            out += session.receive(m)
+        return time.thread_time() - t0, input_cpu, stage, session, out
+
+    @staticmethod
+    def _holds(name: str, round_: int, context: Context) -> bool:
+        stored = context.state.config_records.get(STATE_RECORD)
+        return (
+            stored is not None and stored.get("protocol") == name and stored.get("round") == round_
+        )
+
+    @staticmethod
+    def _forget(context: Context) -> None:
+        if STATE_RECORD in context.state:
+            del context.state[STATE_RECORD]
+
+
+def make_client_app(
+    protocols: ProtocolSource,
+    input_fn: InputFn,
+    *,
+    snapshot_key: KeySource = None,
+    rng=None,
+) -> ClientApp:
+    """A ClientApp whose ``train.secagg_fl`` action is a :class:`ClientHandler`."""
+    app = ClientApp()
+    app.train(ACTION)(ClientHandler(protocols, input_fn, snapshot_key=snapshot_key, rng=rng))
+    return app

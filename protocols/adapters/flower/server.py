@@ -1,0 +1,284 @@
+"""The server side of the Flower adapter: :func:`run_round` over a ``Grid``.
+
+The loop is :func:`protocols.driver.drive`, the same as :func:`protocols.simulate`'s;
+this module is the transport (:class:`GridTransport`): one Flower message per
+node per step through ``grid.send_and_receive``, client ids mapped to node ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ConfigRecord, RecordDict
+from flwr.app import Message as FlowerMessage
+from flwr.serverapp import Grid
+
+from ... import wire
+from ...base import AggregationProtocol, ServerResult
+from ...driver import Delivery, drive
+from ...errors import ProtocolAborted, WireFormatError
+from ...simulate import Stats
+from .records import MESSAGE_TYPE, RECORD, frame, unframe
+
+__all__ = ["FlowerRound", "GridTransport", "run_round", "wait_for_nodes"]
+
+
+@dataclass(frozen=True)
+class FlowerRound:
+    """What :func:`run_round` returns.
+
+    Attributes:
+        result: the server session's :class:`~protocols.ServerResult`.
+        nodes: client id -> Flower node id, for every invited client.
+        stats: protocol bytes and CPU seconds, as :class:`protocols.Stats`
+            (bytes are protocol messages only, not Flower's envelopes; server
+            seconds are the CPU time of the thread driving the server
+            session; client seconds are what the clients report).
+        round_trips: ``send_and_receive`` calls the round took.
+        failures: node id -> why it was dropped (a Flower error, no reply
+            before the timeout, or a message the server refused).
+        input_seconds: CPU seconds the clients report for their ``input_fn``
+            (e.g. local training), summed; not part of ``stats``.
+    """
+
+    result: ServerResult
+    nodes: dict[int, int]
+    stats: Stats
+    round_trips: int
+    failures: dict[int, str] = field(default_factory=dict)
+    input_seconds: float = 0.0
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.result.total
+
+    @property
+    def survivors(self) -> list[int]:
+        """Client ids whose inputs are in the total."""
+        return list(self.result.survivors)
+
+    @property
+    def events(self) -> tuple:
+        """DP events caused by the round (as :attr:`protocols.SimulationResult.events`)."""
+        return self.result.events
+
+    @property
+    def survivor_nodes(self) -> list[int]:
+        """Flower node ids whose inputs are in the total."""
+        return [self.nodes[c] for c in self.result.survivors]
+
+
+def wait_for_nodes(grid: Grid, count: int, *, timeout: float = 120.0) -> list[int]:
+    """Block until ``count`` nodes are connected; return their ids, sorted.
+
+    Nodes register asynchronously (in the simulation engine too), so a
+    ServerApp that reads ``grid.get_node_ids()`` at once may see none.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= count:
+            return nodes
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(nodes)} of {count} Flower nodes connected")
+        time.sleep(0.1)
+
+
+def _client_map(node_ids: Sequence[int] | Mapping[int, int]) -> dict[int, int]:
+    if isinstance(node_ids, Mapping):
+        mapping = {int(c): int(n) for c, n in node_ids.items()}
+    else:
+        mapping = {cid: int(n) for cid, n in enumerate(node_ids)}
+    wire.check_ids(list(mapping), "client ids")
+    if len(set(mapping.values())) != len(mapping):
+        raise ValueError("two client ids map to the same Flower node")
+    if not mapping:
+        raise ValueError("node_ids must name at least one node")
+    return mapping
+
+
+def _with_content(own: ConfigRecord, extra: RecordDict | None) -> RecordDict:
+    content = RecordDict()
+    if extra is not None:
+        for name, record in extra.items():
+            if name == RECORD:
+                raise ValueError(f"content may not use the record name {RECORD!r}")
+            content[name] = record
+    content[RECORD] = own
+    return content
+
+
+def run_round(
+    grid: Grid,
+    proto: AggregationProtocol,
+    node_ids: Sequence[int] | Mapping[int, int],
+    dim: int,
+    *,
+    round: int = 0,
+    timeout: float | None = None,
+    content: RecordDict | Mapping[int, RecordDict] | None = None,
+    name: str | None = None,
+    rng=None,
+    ttl: float | None = None,
+) -> FlowerRound:
+    """Run one aggregation round over a Flower ``Grid``; return its result.
+
+    Args:
+        grid: the ServerApp's grid.
+        proto: the protocol configuration (the clients must have the same one).
+        node_ids: Flower node ids to invite (client ids are their positions),
+            or a mapping client id -> node id.
+        dim: the length of every client's vector.
+        round: the round number carried in every protocol message (and the
+            Flower ``group_id``).
+        timeout: seconds to wait for each step's replies; a node that has not
+            answered by then is dropped for the rest of the round. ``None``
+            waits for every reply (a node failure still comes back as a
+            Flower error reply).
+        content: records sent with the round's first message to each node
+            (e.g. the model to train on): one RecordDict for all, or one per
+            node id.
+        name: the protocol's name in the clients' protocol table (default
+            ``proto.NAME``); see :class:`ClientHandler`.
+        rng: randomness of the server session (default: the OS CSPRNG).
+        ttl: Flower message time-to-live (default: Flower's).
+
+    Returns:
+        A :class:`FlowerRound`. Raises :class:`~protocols.ProtocolAborted`
+        (naming the dropped nodes) if the round ends without a result.
+    """
+    nodes = _client_map(node_ids)
+    stats = Stats(clients=len(nodes))
+    wall0 = time.perf_counter()
+    server = proto.server(sorted(nodes), dim, rng=rng, round=round)
+    transport = GridTransport(
+        grid,
+        nodes,
+        name=name or proto.NAME,
+        round=round,
+        dim=dim,
+        timeout=timeout,
+        content=content,
+        ttl=ttl,
+    )
+    dropped = drive(server, transport, stats, cpu_clock=time.thread_time, drop_refused=True)
+    stats.wall_seconds = time.perf_counter() - wall0
+    failures = {nodes[cid]: why for cid, why in dropped.items()}
+    if server.aborted:
+        listed = ", ".join(f"{n}: {why}" for n, why in failures.items()) or "none"
+        raise ProtocolAborted(f"{server.abort_reason} (dropped nodes: {listed})")
+    return FlowerRound(
+        server.result, nodes, stats, transport.round_trips, failures, transport.input_seconds
+    )
+
+
+class GridTransport:
+    """The driver's transport over a Flower ``Grid`` (see the package docstring).
+
+    Each step is one ``grid.send_and_receive`` call with one Flower message
+    per node (its protocol messages framed together); the round's first
+    message to a node also carries the caller's ``content``. A node that
+    replies with a Flower error, a client-side refusal or a malformed reply,
+    or not at all within ``timeout``, is reported lost.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        nodes: Mapping[int, int],
+        *,
+        name: str,
+        round: int,
+        dim: int,
+        timeout: float | None,
+        content: RecordDict | Mapping[int, RecordDict] | None,
+        ttl: float | None,
+    ) -> None:
+        self.grid, self.nodes, self.name = grid, dict(nodes), name
+        self.round, self.dim, self.timeout, self.content, self.ttl = (
+            round,
+            dim,
+            timeout,
+            content,
+            ttl,
+        )
+        self.client_of = {n: c for c, n in self.nodes.items()}
+        self.first = set(self.nodes)  # clients whose next message opens the round
+        self.round_trips = 0
+        self.input_seconds = 0.0
+
+    def _content_for(self, cid: int) -> RecordDict | None:
+        if cid not in self.first:
+            return None
+        self.first.discard(cid)
+        # A RecordDict is itself a Mapping (of records): check it first.
+        content = self.content
+        if isinstance(content, Mapping) and not isinstance(content, RecordDict):
+            return content.get(self.nodes[cid])
+        return content
+
+    def exchange(self, batch: list[tuple[int, bytes]]) -> Delivery:
+        batches: dict[int, list[bytes]] = defaultdict(list)
+        for cid, payload in batch:
+            batches[cid].append(payload)
+        flower_messages = [
+            FlowerMessage(
+                _with_content(
+                    ConfigRecord(
+                        {
+                            "protocol": self.name,
+                            "round": self.round,
+                            "dim": self.dim,
+                            "messages": frame(payloads),
+                        }
+                    ),
+                    self._content_for(cid),
+                ),
+                dst_node_id=self.nodes[cid],
+                message_type=MESSAGE_TYPE,
+                group_id=str(self.round),
+                ttl=self.ttl,
+            )
+            for cid, payloads in batches.items()
+        ]
+        replies = list(self.grid.send_and_receive(flower_messages, timeout=self.timeout))
+        self.round_trips += 1
+        delivery = Delivery()
+        answered: set[int] = set()
+        for reply in replies:
+            sender = self.client_of.get(reply.metadata.src_node_id)
+            if sender is None or sender not in batches or sender in answered:
+                continue  # not a reply to this step
+            cid = sender
+            answered.add(cid)
+            if reply.has_error():
+                delivery.lost[cid] = f"Flower error {reply.error.code}: {reply.error.reason}"
+                continue
+            try:
+                record = reply.content.config_records[RECORD]
+                if "error" in record:
+                    delivery.lost[cid] = f"client refused: {record['error']!s}"
+                    continue
+                payloads = unframe(record["messages"])
+                stage, seconds = str(record.get("cpu_stage")), _seconds(record, "cpu_seconds")
+                self.input_seconds += _seconds(record, "input_seconds")
+            except (KeyError, TypeError, ValueError, WireFormatError) as exc:
+                delivery.lost[cid] = f"malformed reply: {exc}"
+                continue
+            delivery.client_seconds[stage] = delivery.client_seconds.get(stage, 0.0) + seconds
+            delivery.messages += [(cid, payload) for payload in payloads]
+        for cid in set(batches) - answered:
+            delivery.lost[cid] = f"no reply within {self.timeout} s"
+        return delivery
+
+
+def _seconds(record: ConfigRecord, key: str) -> float:
+    """A CPU-time entry of a client's reply (0 if absent); TypeError if it is not a number."""
+    value = record.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} is not a number")
+    return float(value)
