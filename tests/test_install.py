@@ -57,16 +57,30 @@ print(json.dumps({
 """
 
 
+# What a fresh clone holds, less what a developer's tree adds (the .gitignore'd).
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "build",
+    "dist",
+    "runs",
+    "results",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    "u.data",
+    "ratings.dat",
+)
+
+
 def _copy_source(dest: Path) -> Path:
     # Build from a copy: setuptools writes build/ and *.egg-info next to
     # pyproject.toml, which must not land in the developer's (or CI's) tree.
-    dest.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, dest / name)
-    for package in ("secagg", "protocols", "recsys"):
-        shutil.copytree(
-            REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    shutil.copytree(REPO, dest, ignore=_NOT_SOURCE)
     return dest
 
 
