@@ -44,6 +44,10 @@ for module in ("recsys", "secagg.ckks"):
         importlib.import_module(module)
     except ImportError as exc:
         errors[module] = str(exc)
+try:
+    protocols.CKKS
+except ImportError as exc:
+    errors["protocols.CKKS"] = str(exc)
 
 print(json.dumps({
     "protocols_file": protocols.__file__,
@@ -117,5 +121,6 @@ def test_bare_install_runs_secagg_plus_without_the_extras(tmp_path: Path) -> Non
     assert report["found"] == {"torch": False, "tenseal": False, "matplotlib": False, "tqdm": False}
     assert "secagg-fl[recsys]" in report["import_errors"]["recsys"]
     assert "secagg-fl[ckks]" in report["import_errors"]["secagg.ckks"]
+    assert "secagg-fl[ckks]" in report["import_errors"]["protocols.CKKS"]
     for light in ("secagg-fl", "numpy", "scipy", "cryptography", "phe", "gmpy2"):
         assert light in report["distributions"]
