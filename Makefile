@@ -1,6 +1,9 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Each creates .venv if missing and installs what it needs. torch is pinned and
-# installed first so that no CUDA wheels are pulled in by a looser requirement.
+# installed first so that no CUDA wheels are pulled in by the recsys extra's
+# looser requirement; every later install names the pin again so pip keeps it.
+# `pip install secagg-fl` alone is the light install (secagg + protocols);
+# the extras are recsys (torch, matplotlib, tqdm), ckks (tenseal), test, flower.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,35 +11,40 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint typecheck bench install clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.stamp-core: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.stamp-recsys: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e .
+	$(PIP) install -q $(TORCH) -e '.[recsys]'
 	touch $@
 
-$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-core
-	$(PIP) install -q $(TORCH) -e '.[test,flower]'
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-recsys
+	$(PIP) install -q $(TORCH) -e '.[recsys,ckks,test,flower]'
 	touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml $(VENV)/.stamp-test
-	$(PIP) install -q $(TORCH) -e '.[test,bench]'
+	$(PIP) install -q $(TORCH) -e '.[recsys,ckks,test,bench]'
 	touch $@
 
-install: $(VENV)/.stamp-core
+install: $(VENV)/.stamp-recsys
 
-demo: $(VENV)/.stamp-core
+demo: $(VENV)/.stamp-recsys
 	$(PY) -m recsys demo
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
+# mypy's files and settings are in pyproject.toml ([tool.mypy]).
+typecheck: $(VENV)/.stamp-test
+	$(PY) -m mypy
+
 test: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q -n 2
 
 # Benchmarks print ratios against baselines measured in the same run and write

@@ -22,3 +22,14 @@ Modules (imports only point downward: ``recsys`` -> ``protocols`` -> ``secagg``;
 
 Submodules are imported on use, so ``import recsys`` stays cheap.
 """
+
+from importlib.util import find_spec as _find_spec
+
+# torch, matplotlib and tqdm come with the ``recsys`` extra; say so at once
+# rather than on the first submodule import. find_spec does not import them.
+_missing = [m for m in ("torch", "matplotlib", "tqdm") if _find_spec(m) is None]
+if _missing:
+    raise ImportError(
+        f"recsys needs {', '.join(_missing)}: pip install 'secagg-fl[recsys]'",
+        name=_missing[0],
+    )

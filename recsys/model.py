@@ -72,6 +72,10 @@ class BiasedMF(nn.Module):
     (n_items,); buffer ``global_mean`` (scalar).
     """
 
+    # A registered buffer, declared so that type checkers see a Tensor rather
+    # than nn.Module.__getattr__'s ``Tensor | Module``.
+    global_mean: Tensor
+
     def __init__(
         self,
         n_users: int,

@@ -94,7 +94,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import tenseal as ts
+
+try:
+    import tenseal as ts
+except ImportError as exc:  # CKKS is an extra: the light install has no tenseal
+    raise ImportError("CKKS needs tenseal: pip install 'secagg-fl[ckks]'", name=exc.name) from exc
 
 from .encoding import check_finite
 

@@ -133,11 +133,11 @@ def expand(key: bytes, label: bytes, n: int, bits: int) -> np.ndarray:
     if bits <= 32:
         # 4 bytes per word: half the AES work of 8-byte words.
         raw = np.empty(n + _SLACK_WORDS_4, dtype="<u4")
-        _keystream_into(aes_key, memoryview(raw.view(np.uint8)), 4 * n, _ZERO_COUNTER)
+        _keystream_into(aes_key, raw.view(np.uint8).data, 4 * n, _ZERO_COUNTER)
         out = raw[:n].astype(np.uint64)  # fresh, native-endian uint64 array
     else:
         raw = np.empty(n + _SLACK_WORDS_8, dtype="<u8")
-        _keystream_into(aes_key, memoryview(raw.view(np.uint8)), 8 * n, _ZERO_COUNTER)
+        _keystream_into(aes_key, raw.view(np.uint8).data, 8 * n, _ZERO_COUNTER)
         # Little-endian words on every host: a no-op view on little-endian machines.
         out = raw[:n].astype(np.uint64, copy=False)
     if bits < 64:
@@ -186,7 +186,7 @@ class MaskSum:
         """Add (or subtract) ``expand(key, label, n, bits)``."""
         aes_key = subkey(key, label)
         _keystream_into(
-            aes_key, memoryview(self._raw.view(np.uint8)), self._word * self._n, _ZERO_COUNTER
+            aes_key, self._raw.view(np.uint8).data, self._word * self._n, _ZERO_COUNTER
         )
         # Little-endian words on every host: a no-op view on little-endian machines.
         words = self._raw[: self._n].astype(self._acc.dtype, copy=False)

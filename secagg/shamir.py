@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .errors import ShamirError
 from .randomness import RandomSource, default_rng, random_below
@@ -233,7 +233,7 @@ def _batch_inverse(values: list[int]) -> list[int]:
     return out
 
 
-def _interpolator(xs: list[int], ys: list[list[int]]):
+def _interpolator(xs: list[int], ys: list[list[int]]) -> Callable[[int], list[int]]:
     """Return ``eval(e) -> [f_s(e) for each secret s]`` for the polynomials through ``(xs, ys[s])``.
 
     Barycentric form: f(e) = sum_i y_i * w_i * prod_{j != i} (e - x_j) with

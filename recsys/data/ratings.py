@@ -12,7 +12,7 @@ user and item that may show up in the test split, even one it never saw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -27,7 +27,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class Ratings:
     """Explicit ratings: parallel arrays plus the sizes of the id spaces.
 
@@ -51,21 +51,34 @@ class Ratings:
     timestamp: NDArray[np.int64]
     n_users: int
     n_items: int
-    user_ids: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
-    item_ids: NDArray[np.int64] = field(default=None)  # type: ignore[assignment]
+    user_ids: NDArray[np.int64]
+    item_ids: NDArray[np.int64]
 
-    def __post_init__(self) -> None:
-        user = np.array(self.user, dtype=np.int64).reshape(-1)
-        item = np.array(self.item, dtype=np.int64).reshape(-1)
-        rating = np.array(self.rating, dtype=np.float64).reshape(-1)
-        timestamp = np.array(self.timestamp, dtype=np.int64).reshape(-1)
+    # An explicit __init__ (the dataclass's would type its parameters as the
+    # stored arrays): it accepts any array-like, copies it to a frozen array
+    # of the field's dtype, and fills omitted id maps with the identity.
+    def __init__(
+        self,
+        user: ArrayLike,
+        item: ArrayLike,
+        rating: ArrayLike,
+        timestamp: ArrayLike,
+        n_users: int,
+        n_items: int,
+        user_ids: ArrayLike | None = None,
+        item_ids: ArrayLike | None = None,
+    ) -> None:
+        user = np.array(user, dtype=np.int64).reshape(-1)
+        item = np.array(item, dtype=np.int64).reshape(-1)
+        rating = np.array(rating, dtype=np.float64).reshape(-1)
+        timestamp = np.array(timestamp, dtype=np.int64).reshape(-1)
         n = user.shape[0]
         if not (item.shape[0] == rating.shape[0] == timestamp.shape[0] == n):
             raise ValueError(
                 "user, item, rating and timestamp must have the same length, got "
                 f"{n}, {item.shape[0]}, {rating.shape[0]}, {timestamp.shape[0]}"
             )
-        n_users, n_items = int(self.n_users), int(self.n_items)
+        n_users, n_items = int(n_users), int(n_items)
         if n_users < 0 or n_items < 0:
             raise ValueError(f"n_users and n_items must be >= 0, got {n_users}, {n_items}")
         if n and (user.min() < 0 or user.max() >= n_users):
@@ -74,25 +87,25 @@ class Ratings:
             raise ValueError(f"item indices must lie in [0, {n_items})")
         if not np.all(np.isfinite(rating)):
             raise ValueError("ratings must be finite")
-        user_ids = (
+        user_map = (
             np.arange(n_users, dtype=np.int64)
-            if self.user_ids is None
-            else np.array(self.user_ids, dtype=np.int64).reshape(-1)
+            if user_ids is None
+            else np.array(user_ids, dtype=np.int64).reshape(-1)
         )
-        item_ids = (
+        item_map = (
             np.arange(n_items, dtype=np.int64)
-            if self.item_ids is None
-            else np.array(self.item_ids, dtype=np.int64).reshape(-1)
+            if item_ids is None
+            else np.array(item_ids, dtype=np.int64).reshape(-1)
         )
-        if user_ids.shape[0] != n_users or item_ids.shape[0] != n_items:
+        if user_map.shape[0] != n_users or item_map.shape[0] != n_items:
             raise ValueError("user_ids/item_ids must have length n_users/n_items")
         for name, value in (
             ("user", user),
             ("item", item),
             ("rating", rating),
             ("timestamp", timestamp),
-            ("user_ids", user_ids),
-            ("item_ids", item_ids),
+            ("user_ids", user_map),
+            ("item_ids", item_map),
         ):
             object.__setattr__(self, name, _readonly(value))
         object.__setattr__(self, "n_users", n_users)

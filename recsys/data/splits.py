@@ -9,7 +9,7 @@ lists its ratings in the parent's order.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .ratings import Ratings
 
@@ -21,7 +21,7 @@ def _check_fraction(test_fraction: float) -> None:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
 
 
-def _round_half_up(x: NDArray[np.float64] | float) -> NDArray[np.int64]:
+def _round_half_up(x: ArrayLike) -> NDArray[np.int64]:
     # np.round rounds half to even; half-up is easier to state and predict.
     return np.floor(np.asarray(x, dtype=np.float64) + 0.5).astype(np.int64)
 
