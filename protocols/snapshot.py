@@ -221,7 +221,7 @@ def load_client(proto: Any, data: bytes, *, rng=None, key: bytes | None = None) 
         raise SnapshotError(f"snapshot of a {name!r} session, this protocol is {proto.NAME!r}")
     if dim < 1 or record["digest"] != proto.config_digest(dim):
         raise SnapshotError("snapshot was made under another protocol configuration")
-    session = rebuild("session", lambda: proto.client(cid, dim, rng=rng, round=round_))
+    session: Any = rebuild("session", lambda: proto.client(cid, dim, rng=rng, round=round_))
     if type(session).__qualname__ != record["session"]:
         raise SnapshotError(
             f"snapshot of a {record['session']!r}, this protocol makes {type(session).__qualname__!r}"
