@@ -147,12 +147,10 @@ class DifferentiallyPrivate(AggregationProtocol):
         )
 
     def _inner_dim(self, dim: int) -> int:
-        if self.mode not in ("ddg", "skellam"):
-            return dim
         from secagg.privacy.rotation import next_power_of_two
 
         # The integer mechanisms rotate in a power-of-two dimension.
-        return next_power_of_two(dim)
+        return next_power_of_two(dim) if self.mode in ("ddg", "skellam") else dim
 
     def server(self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0) -> DPServer:
         ids = list(client_ids)
