@@ -53,6 +53,7 @@ MOVIELENS ?= $(shell ../shared/tools/fetch-movielens-100k 2>/dev/null)
 
 bench: $(VENV)/.stamp-bench
 	$(PY) benchmarks/primitives.py
+	$(PY) benchmarks/imports.py
 	$(PY) benchmarks/secagg.py
 	$(PY) benchmarks/he.py
 	$(PY) benchmarks/privacy.py

@@ -7,8 +7,12 @@
 ([0.5, 0.5, 0.5, 0.5], [0, 1, 2, 3, 4])
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .base import AggregationProtocol, ClientSession, ServerResult, ServerSession
-from .ckks import CKKS
 from .dp import DifferentiallyPrivate
 from .errors import (
     LocalProtocolError,
@@ -20,11 +24,33 @@ from .errors import (
 )
 from .events import DeadlinePassed
 from .messages import Message
-from .paillier import Paillier
 from .plaintext import Plaintext
 from .secagg.config import SecAgg, SecAggPlus
 from .simulate import SimulationResult, Stats, simulate
 from .weighting import weighted_input, weighted_mean
+
+if TYPE_CHECKING:
+    from .ckks import CKKS
+    from .paillier import Paillier
+
+# The homomorphic protocols load their libraries (tenseal; phe and gmpy2) with
+# their modules, so ``import protocols`` stays light and they are imported on
+# first use of the name (PEP 562): ``protocols.CKKS``, ``from protocols import CKKS``.
+_LAZY = {"CKKS": ".ckks", "Paillier": ".paillier"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "CKKS",

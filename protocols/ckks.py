@@ -15,14 +15,36 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import tenseal as ts
 
 from secagg import ckks
 
+from . import codec
 from .base import check_positive
 from .cost import CostEstimate
 from .he import HEProtocol, check_decryptor, check_min_clients
 
 __all__ = ["CKKS"]
+
+# Snapshot codecs of the contexts a session holds: TenSEAL's own serialization,
+# tag 0x11 for a public context (clients, server) and 0x12 for the decryptor's
+# secret one.
+codec.register_codec(
+    ts.Context,
+    0x11,
+    lambda out, ctx: codec.write_bytes(out, ckks.export_public_context(ctx)),
+    lambda r: ckks.load_public_context(r.read_bytes()),
+    name="CKKS context",
+    when=lambda ctx: not ctx.is_private(),
+)
+codec.register_codec(
+    ts.Context,
+    0x12,
+    lambda out, ctx: codec.write_bytes(out, ckks.export_secret_context(ctx)),
+    lambda r: ckks.load_secret_context(r.read_bytes()),
+    name="CKKS context",
+    when=lambda ctx: ctx.is_private(),
+)
 
 
 @dataclass(frozen=True)

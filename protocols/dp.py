@@ -47,15 +47,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg import modular
-from secagg.privacy import (
-    DistributedDiscreteGaussian,
-    DistributedSkellam,
-    central_gaussian,
-    clip_l2,
-    distributed_gaussian_event,
-    distributed_gaussian_share,
-)
-from secagg.privacy.rotation import next_power_of_two
 from secagg.randomness import RandomSource, default_rng
 
 from . import snapshot as _snapshot
@@ -65,6 +56,9 @@ from .dp_modes import DP_MODES, dp_mode
 from .errors import LocalProtocolError, SnapshotError
 from .events import LocalEvent
 from .messages import Message, RoundStart
+
+# The methods that draw noise or build a mechanism import secagg.privacy themselves:
+# its accountants load scipy, which neither this config nor ``import protocols`` needs.
 
 __all__ = ["DP_MODES", "DifferentiallyPrivate"]
 
@@ -150,6 +144,8 @@ class DifferentiallyPrivate(AggregationProtocol):
 
     def integer_mechanism(self, dim: int, n_invited: int, nonce: bytes):
         """The DDG/Skellam mechanism of a round (public parameters only)."""
+        from secagg.privacy import DistributedDiscreteGaussian, DistributedSkellam
+
         cls = DistributedDiscreteGaussian if self.mode == "ddg" else DistributedSkellam
         return cls(
             dim,
@@ -163,6 +159,8 @@ class DifferentiallyPrivate(AggregationProtocol):
         )
 
     def _inner_dim(self, dim: int) -> int:
+        from secagg.privacy.rotation import next_power_of_two
+
         # The integer mechanisms rotate in a power-of-two dimension.
         return next_power_of_two(dim) if dp_mode(self.mode).discrete else dim
 
@@ -253,6 +251,8 @@ class DPClient(_Delegating):
     def provide_input(self, x: np.ndarray) -> list[Message]:
         if self._input is not None:
             raise LocalProtocolError("input already provided")
+        from secagg.privacy import clip_l2
+
         arr = check_input(x, self.dim)
         self._input = clip_l2(arr, self.proto.clip)
         return self._hand_over()
@@ -276,6 +276,8 @@ class DPClient(_Delegating):
         if p.mode == "central":
             return self.inner.provide_input(self._input)
         if p.mode == "distributed":
+            from secagg.privacy import distributed_gaussian_share
+
             noise = distributed_gaussian_share(
                 self._input,
                 clip=p.clip,
@@ -325,6 +327,8 @@ class DPServer(_Delegating):
     def _finish(self, res: ServerResult) -> ServerResult:
         p, k, q = self.proto, len(res.survivors), self.proto.sampling_probability
         if p.mode == "central":
+            from secagg.privacy import central_gaussian
+
             total, event = central_gaussian(
                 res.total,
                 clip=p.clip,
@@ -333,6 +337,8 @@ class DPServer(_Delegating):
                 sampling_probability=q,
             )
         elif p.mode == "distributed":
+            from secagg.privacy import distributed_gaussian_event
+
             total = res.total
             event = distributed_gaussian_event(
                 p.noise_multiplier,

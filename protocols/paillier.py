@@ -21,11 +21,52 @@ import numpy as np
 from secagg import paillier as pl
 from secagg.encoding import FixedPointEncoder
 
+from . import codec
 from .base import check_positive
 from .cost import CostEstimate
 from .he import HEProtocol, check_decryptor, check_min_clients
 
 __all__ = ["Paillier"]
+
+
+# -- snapshot codecs of the keys a session holds (tags 0x0F, 0x10) ------------------
+
+
+def _encode_private_key(out: bytearray, key: pl.PaillierPrivateKey) -> None:
+    # phe's key exposes the factors publicly; ours keeps them in private slots.
+    phe_key = key.to_phe()
+    codec.write_int(out, int(phe_key.p))
+    codec.write_int(out, int(phe_key.q))
+
+
+def _decode_public_key(r: codec.Reader) -> pl.PaillierPublicKey:
+    n = r.read_int()
+    if n <= 1:
+        raise ValueError("modulus must be positive")
+    return pl.PaillierPublicKey(n)
+
+
+def _decode_private_key(r: codec.Reader) -> pl.PaillierPrivateKey:
+    p, q = r.read_int(), r.read_int()
+    if not (1 < p and 1 < q):
+        raise ValueError("factors must be > 1")
+    return pl.PaillierPrivateKey(pl.PaillierPublicKey(p * q), p, q)
+
+
+codec.register_codec(
+    pl.PaillierPublicKey,
+    0x0F,
+    lambda out, key: codec.write_int(out, key.n),
+    _decode_public_key,
+    name="Paillier public key",
+)
+codec.register_codec(
+    pl.PaillierPrivateKey,
+    0x10,
+    _encode_private_key,
+    _decode_private_key,
+    name="Paillier private key",
+)
 
 
 @dataclass(frozen=True)

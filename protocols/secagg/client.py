@@ -53,6 +53,17 @@ __all__ = ["PeerShares", "PeerStatus", "SecAggClient"]
 _ENVELOPE_HEADER = struct.Struct(">II")
 ENVELOPE_PLAINTEXT_BYTES = _ENVELOPE_HEADER.size + 2 * shamir.SHARE_BYTES
 
+# The client's state holds its encoder and X25519 key pairs (snapshot tag 0x0E:
+# the 32 private-key bytes; the public key is derived again on restore).
+snapshot.state(FixedPointEncoder, name="secagg.encoding:FixedPointEncoder")
+snapshot.register_codec(
+    keys.KeyPair,
+    0x0E,
+    lambda out, pair: out.extend(pair.private_bytes()),
+    lambda r: keys.KeyPair.from_private_bytes(bytes(r.take(keys.KEY_BYTES))),
+    name="X25519 key",
+)
+
 
 @snapshot.state
 class PeerStatus(enum.Enum):

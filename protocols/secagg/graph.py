@@ -25,7 +25,8 @@ meets the correctness target, never below a strict majority of the group;
 the smallest k whose t then meets the security target wins (k = 28, t = 17
 of 29 in that example). A larger t only makes collusion harder; the majority
 floor keeps the Bonawitz et al. condition under which no two disjoint sets
-of holders can each reach t.
+of holders can each reach t. The tails are summed exactly enough by
+:mod:`~protocols.secagg.binomial` (no scipy in a SecAgg+ round).
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ import functools
 import hashlib
 from collections.abc import Sequence
 
-from scipy.stats import binom
-
 from ..base import resolve_threshold
+from . import binomial
 
 __all__ = [
     "auto_threshold",
@@ -115,7 +115,7 @@ def auto_threshold(group_size: int, n: int, *, dropout_rate: float, correctness_
     """
     floor = _majority(group_size)
     for t in range(group_size, floor - 1, -1):
-        if n * binom.cdf(t - 1, group_size, 1.0 - dropout_rate) <= 2.0**-correctness_bits:
+        if n * binomial.cdf(t - 1, group_size, 1.0 - dropout_rate) <= 2.0**-correctness_bits:
             return t
     return floor
 
@@ -144,8 +144,8 @@ def choose_degree(
             )
         else:
             t = resolve_threshold(threshold, k + 1)
-        exposed = n * binom.sf(t - 1, k, corrupt_fraction)
-        stuck = n * binom.cdf(t - 1, k + 1, 1.0 - dropout_rate)
+        exposed = n * binomial.sf(t - 1, k, corrupt_fraction)
+        stuck = n * binomial.cdf(t - 1, k + 1, 1.0 - dropout_rate)
         if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:
             return k
     return max(n - 1, 0)
