@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-import tenseal as ts
 
 from secagg import ckks
+from secagg.ckks import ts  # one import site for tenseal: its ImportError names the extra
 
 from . import codec
 from .base import check_positive

@@ -239,6 +239,7 @@ class HEClient(ClientSession):
         (_AwaitingAggregate, EncryptedAggregate): "_on_aggregate",
     }
     SNAPSHOT_FIELDS: ClassVar = ("_input", "is_decryptor")
+    proto: HEProtocol
 
     def __init__(
         self, proto: HEProtocol, client_id: int, dim: int, *, rng=None, round: int = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from ..base import (
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..messages import Message, RoundStart
 from . import derivation as d
+
+if TYPE_CHECKING:  # config imports this module (it registers the state classes)
+    from .config import SecAgg
 from .messages import (
     AdvertiseKeys,
     KeysAdvertised,
@@ -175,9 +178,10 @@ class SecAggClient(ClientSession):
         (Unmasking, UnmaskRequest): "_on_unmask_request",
     }
     SNAPSHOT_FIELDS: ClassVar = ("_input", "_encoded_input")
+    proto: SecAgg
 
     def __init__(
-        self, proto, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+        self, proto: SecAgg, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
     ) -> None:
         (self.client_id,) = wire.check_ids([client_id], "client_id")
         self.proto = proto
