@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from unittest import mock
 
 import mpmath
 import pytest
@@ -20,7 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
-from protocols.base import resolve_threshold
 from protocols.secagg import binomial, graph
 
 probabilities = st.floats(0.0, 1.0) | st.sampled_from([0.0, 0.01, 0.05, 0.5, 0.95, 0.99, 1.0])
@@ -92,32 +92,22 @@ def test_tails_reject_nonsense_arguments():
 # -- the degree search itself ----------------------------------------------------------
 
 
-def scipy_auto_threshold(group_size, n, *, dropout_rate, correctness_bits):
-    """graph.auto_threshold as it was written against scipy.stats.binom."""
-    floor = group_size // 2 + 1
-    for t in range(group_size, floor - 1, -1):
-        if n * binom.cdf(t - 1, group_size, 1.0 - dropout_rate) <= 2.0**-correctness_bits:
-            return t
-    return floor
+class _ScipyTails:
+    """The tails the search used before, from scipy.stats.binom (the reference)."""
+
+    @staticmethod
+    def cdf(x: int, n: int, p: float) -> float:
+        return float(binom.cdf(x, n, p))
+
+    @staticmethod
+    def sf(x: int, n: int, p: float) -> float:
+        return float(binom.sf(x, n, p))
 
 
-def scipy_choose_degree(
-    n, threshold, *, corrupt_fraction, dropout_rate, security_bits, correctness_bits
-):
-    """graph.choose_degree as it was written against scipy.stats.binom."""
-    smallest = max(2, threshold - 1) if isinstance(threshold, int) else 2
-    for k in range(smallest + smallest % 2, n - 1, 2):
-        if threshold is None:
-            t = scipy_auto_threshold(
-                k + 1, n, dropout_rate=dropout_rate, correctness_bits=correctness_bits
-            )
-        else:
-            t = resolve_threshold(threshold, k + 1)
-        exposed = n * binom.sf(t - 1, k, corrupt_fraction)
-        stuck = n * binom.cdf(t - 1, k + 1, 1.0 - dropout_rate)
-        if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:
-            return k
-    return max(n - 1, 0)
+def _with_scipy_tails(fn, *args, **kwargs):
+    """Run a graph search with scipy's tails in place of protocols.secagg.binomial."""
+    with mock.patch.object(graph, "binomial", _ScipyTails):
+        return fn(*args, **kwargs)
 
 
 targets = st.fixed_dictionaries(
@@ -136,8 +126,8 @@ thresholds = st.none() | st.floats(0.05, 1.0) | st.integers(1, 40)
 @settings(max_examples=150, deadline=None)
 @given(n=st.integers(3, 1500), threshold=thresholds, targets=targets)
 def test_degree_search_picks_what_the_scipy_search_picked(n, threshold, targets):
-    assert graph.choose_degree(n, threshold, **targets) == scipy_choose_degree(
-        n, threshold, **targets
+    assert graph.choose_degree(n, threshold, **targets) == _with_scipy_tails(
+        graph.choose_degree, n, threshold, **targets
     )
 
 
@@ -152,6 +142,6 @@ def test_auto_threshold_picks_what_the_scipy_search_picked(
     group_size, n, dropout_rate, correctness_bits
 ):
     kwargs = {"dropout_rate": dropout_rate, "correctness_bits": correctness_bits}
-    assert graph.auto_threshold(group_size, n, **kwargs) == scipy_auto_threshold(
-        group_size, n, **kwargs
+    assert graph.auto_threshold(group_size, n, **kwargs) == _with_scipy_tails(
+        graph.auto_threshold, group_size, n, **kwargs
     )
