@@ -33,6 +33,7 @@ import numpy as np
 
 from secagg.encoding import check_finite
 from secagg.framing import length_prefixed
+from secagg.randomness import RandomSource
 
 from . import snapshot as _snapshot
 from . import wire
@@ -396,11 +397,18 @@ class AggregationProtocol(ABC):
 
     @abstractmethod
     def server(
-        self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0
+        self,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
     ) -> ServerSession: ...
 
     @abstractmethod
-    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0) -> ClientSession: ...
+    def client(
+        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> ClientSession: ...
 
     @abstractmethod
     def _digest_fields(self) -> tuple[bytes, ...]:
@@ -418,7 +426,7 @@ class AggregationProtocol(ABC):
         ).digest()
 
     def restore_client(
-        self, snapshot: bytes, *, rng=None, key: bytes | None = None
+        self, snapshot: bytes, *, rng: RandomSource | None = None, key: bytes | None = None
     ) -> ClientSession:
         """A client session from ``session.snapshot()`` bytes (see :mod:`protocols.snapshot`).
 
@@ -463,7 +471,7 @@ def check_dim(dim: int) -> int:
     return int(dim)
 
 
-def check_threshold(threshold: float | int) -> float | int:
+def check_threshold(threshold: object) -> float | int:
     """Validate a threshold: a fraction in (0, 1] (float) or an absolute count >= 1 (int)."""
     if isinstance(threshold, bool):
         raise ValueError("threshold must be a fraction in (0, 1] or an int >= 1, got a bool")

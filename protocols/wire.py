@@ -483,8 +483,8 @@ RING_VECTOR = _RingVectorKind()
 F64_VECTOR = _F64Vector()
 
 
-def check_ids(ids: Sequence[int], what: str = "client ids") -> tuple[int, ...]:
-    """Validate a collection of client ids; return them sorted."""
+def check_ids(ids: Sequence[object], what: str = "client ids") -> tuple[int, ...]:
+    """Validate a collection of client ids (of any type: each is checked); return them sorted."""
     out = []
     for cid in ids:
         if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):

@@ -216,8 +216,14 @@ def test_every_field_kind_round_trips_on_its_own(kind, data):
 
 @pytest.mark.parametrize(
     ("kind", "value"),
-    [(wire.BYTES, 5), (wire.Fixed(3), "abc"), (wire.F64, "1.5"), (wire.F64, True),
-     (wire.BLOBS, b"ab"), (wire.ID_PAIRS, 7)],
+    [
+        (wire.BYTES, 5),
+        (wire.Fixed(3), "abc"),
+        (wire.F64, "1.5"),
+        (wire.F64, True),
+        (wire.BLOBS, b"ab"),
+        (wire.ID_PAIRS, 7),
+    ],
     ids=lambda v: getattr(v, "name", repr(v)),
 )
 def test_field_kinds_refuse_values_of_the_wrong_type(kind, value):
