@@ -45,7 +45,7 @@ from .events import DeadlinePassed
 from .messages import Message
 
 if TYPE_CHECKING:
-    from .base import ServerSession
+    from .base import ServerInterface
     from .simulate import Stats
 
 __all__ = ["Delivery", "Transport", "drive"]
@@ -80,7 +80,7 @@ class Transport(Protocol):
 
 
 def drive(
-    server: ServerSession,
+    server: ServerInterface,
     transport: Transport,
     stats: Stats,
     *,
@@ -106,7 +106,9 @@ def drive(
     """
     dropped: dict[int, str] = {}
 
-    def call(stage: str, fn: Callable, *args) -> list[tuple[int, bytes]]:
+    def call(
+        stage: str, fn: Callable[..., list[Message]], *args: object
+    ) -> list[tuple[int, bytes]]:
         t0 = cpu_clock()
         produced: list[Message] = fn(*args)
         stats._add("server", stage, cpu_clock() - t0)

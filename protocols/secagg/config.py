@@ -6,7 +6,7 @@ import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from secagg.encoding import FixedPointEncoder
 from secagg.randomness import RandomSource
@@ -22,6 +22,10 @@ from .graph import (
     harary_graph,
     harary_neighbours,
 )
+
+if TYPE_CHECKING:  # the session modules import this one
+    from .client import SecAggClient
+    from .server import SecAggServer
 
 __all__ = ["SecAgg", "SecAggPlus"]
 
@@ -134,12 +138,14 @@ class SecAgg(AggregationProtocol):
         *,
         rng: RandomSource | None = None,
         round: int = 0,
-    ):
+    ) -> SecAggServer:
         from .server import SecAggServer
 
         return SecAggServer(self, client_ids, dim, rng=rng, round=round)
 
-    def client(self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0):
+    def client(
+        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> SecAggClient:
         from .client import SecAggClient
 
         return SecAggClient(self, client_id, dim, rng=rng, round=round)
