@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 
 from secagg import aead, keys, prg
 from secagg.framing import length_prefixed
@@ -34,7 +35,9 @@ __all__ = [
 _ID = struct.Struct(">I")
 
 
-def session_id(config_digest: bytes, nonce: bytes, triples) -> bytes:
+def session_id(
+    config_digest: bytes, nonce: bytes, triples: Iterable[tuple[int, bytes, bytes]]
+) -> bytes:
     """The round's session id over the config, nonce and all advertised keys."""
     parts = [length_prefixed(_ID.pack(cid), c_pk, s_pk) for cid, c_pk, s_pk in triples]
     return keys.session_id(config_digest, nonce, *parts)
