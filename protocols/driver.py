@@ -18,8 +18,9 @@ Rules the loop applies, for every transport alike:
   (with ``drop_refused``), is *dropped*: it is never sent anything again and
   whatever else it sends is ignored. A transport signals that a stage's
   deadline passed by reporting the clients that missed it as lost; once
-  nothing is in flight the loop closes the stage (DESIGN: dropouts are the
-  driver's decision, never a timer inside a session).
+  nothing is in flight the loop closes the stage (docs/design.md, "Sessions
+  and the driver": dropouts are the driver's decision, never a timer inside
+  a session).
 - A message is accepted only from the channel of the client its header
   names as sender (:func:`protocols.wire.read_header`; the transport says
   which client each payload came from); otherwise that client is dropped.

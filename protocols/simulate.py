@@ -4,11 +4,11 @@ Every message crosses as ``to_bytes()`` / ``from_bytes()``, exactly as it would
 over a network, so the byte counts are the real wire cost. The loop is
 :func:`protocols.driver.drive`, the same as the Flower adapter's; this module
 is the transport: client sessions hosted in this process or in forked
-workers. Dropouts follow the DESIGN's rule: a client named for a stage sends
-nothing from that stage on (the transport reports it lost), and the driver
-closes a stage once no more messages are in flight. CPU seconds are measured
-per role and per stage with ``time.process_time`` (in the worker processes
-when ``workers > 1``).
+workers. Dropouts follow the rule of docs/design.md ("Sessions and the
+driver"): a client named for a stage sends nothing from that stage on (the
+transport reports it lost), and the driver closes a stage once no more
+messages are in flight. CPU seconds are measured per role and per stage with
+``time.process_time`` (in the worker processes when ``workers > 1``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Every key, label and mask that a client and the server must derive identically.
 
 Kept in one place so the client (which masks) and the server (which unmasks)
-cannot drift apart. Binding (DESIGN.md, "Session id"):
+cannot drift apart. Binding, so that nothing from one round or session can be
+replayed into another:
 
 - ``session_id`` = SHA-256 over the config digest, the round nonce and every
   advertised ``(id, channel key, mask key)`` triple, length-prefixed.
