@@ -13,7 +13,8 @@ message from in the current stage, so a driver knows whom it is waiting for.
 What a driver may rely on is :class:`ServerInterface` and
 :class:`ClientInterface` (structural types: :class:`ServerSession` and
 :class:`ClientSession` implement them, and so do wrappers that delegate to
-a session, such as the DP ones); annotate your own driver with those.
+a session, such as the DP ones); annotate your own driver with those
+(docs/design.md, "Sessions and the driver").
 
 Each session holds exactly one state object; the class of that object is the
 stage. Transitions are listed in one table per session class,
