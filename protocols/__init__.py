@@ -12,7 +12,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .base import AggregationProtocol, ClientSession, ServerResult, ServerSession
+from .base import (
+    AggregationProtocol,
+    ClientInterface,
+    ClientSession,
+    ServerInterface,
+    ServerResult,
+    ServerSession,
+)
 from .dp import DifferentiallyPrivate
 from .errors import (
     LocalProtocolError,
@@ -55,6 +62,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "CKKS",
     "AggregationProtocol",
+    "ClientInterface",
     "ClientSession",
     "DeadlinePassed",
     "DifferentiallyPrivate",
@@ -67,6 +75,7 @@ __all__ = [
     "RemoteProtocolError",
     "SecAgg",
     "SecAggPlus",
+    "ServerInterface",
     "ServerResult",
     "ServerSession",
     "SimulationResult",

@@ -10,6 +10,12 @@ current stage, e.g. when its own deadline passed), and reads ``server.result``
 at the end. ``server.awaiting`` names the clients the server still expects a
 message from in the current stage, so a driver knows whom it is waiting for.
 
+What a driver may rely on is :class:`ServerInterface` and
+:class:`ClientInterface` (structural types: :class:`ServerSession` and
+:class:`ClientSession` implement them, and so do wrappers that delegate to
+a session, such as the DP ones); annotate your own driver with those
+(docs/design.md, "Sessions and the driver").
+
 Each session holds exactly one state object; the class of that object is the
 stage. Transitions are listed in one table per session class,
 ``TRANSITIONS: {(state class, message or local event class): handler name}``:
@@ -27,12 +33,13 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
 from secagg.encoding import check_finite
 from secagg.framing import length_prefixed
+from secagg.randomness import RandomSource
 
 from . import snapshot as _snapshot
 from . import wire
@@ -45,8 +52,10 @@ from .registry import ProtocolOptions
 __all__ = [
     "Aborted",
     "AggregationProtocol",
+    "ClientInterface",
     "ClientSession",
     "Completed",
+    "ServerInterface",
     "ServerResult",
     "ServerSession",
     "Session",
@@ -346,6 +355,91 @@ class ServerSession(Session):
         return [Abort(wire.SERVER, cid, self.round, reason) for cid in sorted(recipients)]
 
 
+class _SessionInterface(Protocol):
+    """What every session offers, server or client."""
+
+    @property
+    def stage(self) -> str:
+        """Name of the current state (e.g. ``"share_keys"``, ``"completed"``)."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """Completed or aborted: nothing more will happen."""
+        ...
+
+    @property
+    def aborted(self) -> bool: ...
+
+    @property
+    def abort_reason(self) -> str | None:
+        """Why the session aborted (None unless it did)."""
+        ...
+
+    def start(self) -> list[Message]:
+        """Begin the session (once); return the messages to send."""
+        ...
+
+    def receive(self, message: Message | bytes | bytearray | memoryview) -> list[Message]:
+        """Process one message; return the messages to send in response."""
+        ...
+
+
+class ServerInterface(_SessionInterface, Protocol):
+    """The server session interface every driver relies on (:func:`protocols.driver.drive`,
+    :func:`protocols.simulate`, the Flower adapter): what ``proto.server()`` returns.
+
+    :class:`ServerSession` implements it; a wrapper that delegates to a server
+    session (DP noise, profiling) implements it too without subclassing.
+    """
+
+    @property
+    def client_ids(self) -> tuple[int, ...]:
+        """The invited clients, sorted."""
+        ...
+
+    @property
+    def awaiting(self) -> frozenset[int]:
+        """The clients whose message the current stage still waits for."""
+        ...
+
+    @property
+    def result(self) -> ServerResult:
+        """The aggregate once completed (ProtocolAborted if aborted, LocalProtocolError before)."""
+        ...
+
+    def handle(self, event: LocalEvent) -> list[Message]:
+        """Process a local event from the driver, e.g. ``DeadlinePassed(stage)``."""
+        ...
+
+    def close_stage(self) -> list[Message]:
+        """Shorthand for ``handle(DeadlinePassed(self.stage))``."""
+        ...
+
+
+class ClientInterface(_SessionInterface, Protocol):
+    """The client session interface drivers and clients rely on: what ``proto.client()``
+    and ``proto.restore_client()`` return. :class:`ClientSession` implements it."""
+
+    @property
+    def party_id(self) -> int:
+        """This client's id."""
+        ...
+
+    @property
+    def round(self) -> int:
+        """The round number this session belongs to."""
+        ...
+
+    def provide_input(self, x: np.ndarray) -> list[Message]:
+        """Give the client its vector; returns messages to send if it was waiting for it."""
+        ...
+
+    def snapshot(self, *, key: bytes | None = None) -> bytes:
+        """The session as bytes, for ``proto.restore_client()``."""
+        ...
+
+
 _P = TypeVar("_P", bound="AggregationProtocol")
 
 
@@ -396,11 +490,18 @@ class AggregationProtocol(ABC):
 
     @abstractmethod
     def server(
-        self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0
-    ) -> ServerSession: ...
+        self,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
+    ) -> ServerInterface: ...
 
     @abstractmethod
-    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0) -> ClientSession: ...
+    def client(
+        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> ClientInterface: ...
 
     @abstractmethod
     def _digest_fields(self) -> tuple[bytes, ...]:
@@ -418,8 +519,8 @@ class AggregationProtocol(ABC):
         ).digest()
 
     def restore_client(
-        self, snapshot: bytes, *, rng=None, key: bytes | None = None
-    ) -> ClientSession:
+        self, snapshot: bytes, *, rng: RandomSource | None = None, key: bytes | None = None
+    ) -> ClientInterface:
         """A client session from ``session.snapshot()`` bytes (see :mod:`protocols.snapshot`).
 
         The restored session continues the round where the snapshot was taken,
@@ -463,7 +564,7 @@ def check_dim(dim: int) -> int:
     return int(dim)
 
 
-def check_threshold(threshold: float | int) -> float | int:
+def check_threshold(threshold: object) -> float | int:
     """Validate a threshold: a fraction in (0, 1] (float) or an absolute count >= 1 (int)."""
     if isinstance(threshold, bool):
         raise ValueError("threshold must be a fraction in (0, 1] or an int >= 1, got a bool")

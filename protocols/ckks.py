@@ -18,6 +18,7 @@ import numpy as np
 
 from secagg import ckks
 from secagg.ckks import ts  # one import site for tenseal: its ImportError names the extra
+from secagg.randomness import RandomSource
 
 from . import codec
 from .base import check_positive
@@ -104,24 +105,36 @@ class CKKS(HEProtocol):
     def check_round(self, n_clients: int) -> None:
         self.error_bound(n_clients)  # ValueError if the sum of n clipped values could wrap
 
-    def make_keys(self, rng):
+    def make_keys(self, rng: RandomSource) -> tuple[bytes, ts.Context]:
+        # SEAL draws the key material itself; rng is for the schemes that take one.
         ctx = ckks.make_context(self.params)
         return ckks.export_public_context(ctx), ctx
 
-    def load_public(self, data: bytes):
+    def load_public(self, data: bytes) -> ts.Context:
         ctx = ckks.load_public_context(data, self.params)
         if ctx.is_private():
             raise ValueError("the published context carries a secret key")
         return ctx
 
-    def encrypt(self, public, x: np.ndarray, n_clients: int, rng) -> tuple[bytes, ...]:
+    def encrypt(
+        self, public: ts.Context, x: np.ndarray, n_clients: int, rng: RandomSource
+    ) -> tuple[bytes, ...]:
         return tuple(ckks.encrypt_vector(public, np.clip(x, -self.clip, self.clip)))
 
-    def parse_ciphertexts(self, public, blobs, dim: int, n_clients: int):
+    def parse_ciphertexts(
+        self, public: ts.Context, blobs: tuple[bytes, ...], dim: int, n_clients: int
+    ) -> list[ts.CKKSVector]:
         return ckks.load_encrypted(public, blobs, dim)
 
-    def aggregate(self, public, parsed) -> tuple[bytes, ...]:
+    def aggregate(self, public: ts.Context, parsed: list[list[ts.CKKSVector]]) -> tuple[bytes, ...]:
         return tuple(ckks.add_loaded(parsed))
 
-    def decrypt(self, secret, blobs, dim: int, n_clients: int, summands: int):
+    def decrypt(
+        self,
+        secret: ts.Context,
+        blobs: tuple[bytes, ...],
+        dim: int,
+        n_clients: int,
+        summands: int,
+    ) -> tuple[np.ndarray, None]:
         return ckks.decrypt_vector(secret, blobs, dim), None

@@ -18,8 +18,9 @@ Rules the loop applies, for every transport alike:
   (with ``drop_refused``), is *dropped*: it is never sent anything again and
   whatever else it sends is ignored. A transport signals that a stage's
   deadline passed by reporting the clients that missed it as lost; once
-  nothing is in flight the loop closes the stage (DESIGN: dropouts are the
-  driver's decision, never a timer inside a session).
+  nothing is in flight the loop closes the stage (docs/design.md, "Sessions
+  and the driver": dropouts are the driver's decision, never a timer inside
+  a session).
 - A message is accepted only from the channel of the client its header
   names as sender (:func:`protocols.wire.read_header`; the transport says
   which client each payload came from); otherwise that client is dropped.
@@ -45,7 +46,7 @@ from .events import DeadlinePassed
 from .messages import Message
 
 if TYPE_CHECKING:
-    from .base import ServerSession
+    from .base import ServerInterface
     from .simulate import Stats
 
 __all__ = ["Delivery", "Transport", "drive"]
@@ -80,7 +81,7 @@ class Transport(Protocol):
 
 
 def drive(
-    server: ServerSession,
+    server: ServerInterface,
     transport: Transport,
     stats: Stats,
     *,
@@ -106,7 +107,9 @@ def drive(
     """
     dropped: dict[int, str] = {}
 
-    def call(stage: str, fn: Callable, *args) -> list[tuple[int, bytes]]:
+    def call(
+        stage: str, fn: Callable[..., list[Message]], *args: object
+    ) -> list[tuple[int, bytes]]:
         t0 = cpu_clock()
         produced: list[Message] = fn(*args)
         stats._add("server", stage, cpu_clock() - t0)

@@ -180,10 +180,19 @@ class HEProtocol(AggregationProtocol):
         """Integer units per real unit of ``integer_total`` (None for approximate schemes)."""
         return None
 
-    def server(self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0) -> HEServer:
+    def server(
+        self,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
+    ) -> HEServer:
         return HEServer(self, client_ids, dim, rng=rng, round=round)
 
-    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0) -> HEClient:
+    def client(
+        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> HEClient:
         return HEClient(self, client_id, dim, rng=rng, round=round)
 
 
@@ -242,7 +251,13 @@ class HEClient(ClientSession):
     proto: HEProtocol
 
     def __init__(
-        self, proto: HEProtocol, client_id: int, dim: int, *, rng=None, round: int = 0
+        self,
+        proto: HEProtocol,
+        client_id: int,
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
     ) -> None:
         (cid,) = wire.check_ids([client_id], "client_id")
         self.proto = proto
@@ -377,7 +392,13 @@ class HEServer(ServerSession):
     }
 
     def __init__(
-        self, proto: HEProtocol, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0
+        self,
+        proto: HEProtocol,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
     ) -> None:
         super().__init__(client_ids, dim, round)
         self.proto = proto

@@ -82,7 +82,7 @@ class Message:
         reader = wire.Reader(data, wire.HEADER.size)
         values = [kind.read(reader) for _, kind in target.SCHEMA]
         reader.finish()
-        return target(head.sender, head.recipient, head.round, *values)  # type: ignore[return-value]
+        return target(head.sender, head.recipient, head.round, *values)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):

@@ -20,6 +20,7 @@ import numpy as np
 
 from secagg import paillier as pl
 from secagg.encoding import FixedPointEncoder
+from secagg.randomness import RandomSource
 
 from . import codec
 from .base import check_positive
@@ -151,7 +152,8 @@ class Paillier(HEProtocol):
     def scale(self, n_clients: int) -> float:
         return self.encoder.scale
 
-    def make_keys(self, rng):
+    def make_keys(self, rng: RandomSource) -> tuple[bytes, pl.PaillierPrivateKey]:
+        # phe draws the primes from the OS CSPRNG itself; rng is for the schemes that take one.
         public, private = pl.generate_keypair(self.key_bits)
         return public.to_bytes(), private
 
@@ -161,22 +163,33 @@ class Paillier(HEProtocol):
             raise ValueError(f"public key has {key.key_bits} bits, the config says {self.key_bits}")
         return key
 
-    def encrypt(self, public, x: np.ndarray, n_clients: int, rng) -> tuple[bytes, ...]:
+    def encrypt(
+        self, public: pl.PaillierPublicKey, x: np.ndarray, n_clients: int, rng: RandomSource
+    ) -> tuple[bytes, ...]:
         q = self.encoder.quantize(x, rng)
         cts = pl.encrypt_vector(public, q, self.packer(n_clients), rng=rng, workers=self.workers)
         return (pl.ciphertexts_to_bytes(public, cts),)
 
-    def parse_ciphertexts(self, public, blobs, dim: int, n_clients: int) -> list[int]:
+    def parse_ciphertexts(
+        self, public: pl.PaillierPublicKey, blobs: tuple[bytes, ...], dim: int, n_clients: int
+    ) -> list[int]:
         if len(blobs) != 1:
             raise ValueError(f"expected one ciphertext blob, got {len(blobs)}")
         return pl.ciphertexts_from_bytes(
             public, blobs[0], self.packer(n_clients).num_plaintexts(dim)
         )
 
-    def aggregate(self, public, parsed: list[list[int]]) -> tuple[bytes, ...]:
+    def aggregate(self, public: pl.PaillierPublicKey, parsed: list[list[int]]) -> tuple[bytes, ...]:
         return (pl.ciphertexts_to_bytes(public, pl.sum_encrypted(public, parsed)),)
 
-    def decrypt(self, secret, blobs, dim: int, n_clients: int, summands: int):
+    def decrypt(
+        self,
+        secret: pl.PaillierPrivateKey,
+        blobs: tuple[bytes, ...],
+        dim: int,
+        n_clients: int,
+        summands: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
         packer = self.packer(n_clients)
         cts = self.parse_ciphertexts(secret.public_key, blobs, dim, n_clients)
         integers = pl.decrypt_sum(secret, cts, packer, summands, dim, workers=self.workers)

@@ -13,6 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from secagg.randomness import RandomSource
+
 from . import snapshot, wire
 from .base import (
     AggregationProtocol,
@@ -62,11 +64,18 @@ class Plaintext(AggregationProtocol):
         return CostEstimate(8.0 * dim, 200.0, 2e-8 * dim, 2e-8 * dim * n)
 
     def server(
-        self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0
+        self,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
     ) -> PlaintextServer:
         return PlaintextServer(self, client_ids, dim, round=round)
 
-    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0) -> PlaintextClient:
+    def client(
+        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> PlaintextClient:
         return PlaintextClient(self, client_id, dim, round=round)
 
 
@@ -113,18 +122,18 @@ class PlaintextClient(ClientSession):
             raise LocalProtocolError(f"session is {self.stage}")
         arr = check_input(x, self.dim)
         self._input = arr
-        return self._send() if isinstance(self._state, _WaitingForInput) else []
+        return self._send(arr) if isinstance(self._state, _WaitingForInput) else []
 
     def _on_round_start(self, msg: RoundStart) -> list[Message]:
         check_config_digest(self._digest, msg.config_digest)
         if self.party_id not in msg.client_ids:
             raise RemoteProtocolError("this client is not among the round's clients")
         self._state = _WaitingForInput()
-        return self._send() if self._input is not None else []
+        return self._send(self._input) if self._input is not None else []
 
-    def _send(self) -> list[Message]:
+    def _send(self, x: np.ndarray) -> list[Message]:
         self._state = Completed()
-        return [PlainInput(self.party_id, wire.SERVER, self.round, self._input)]
+        return [PlainInput(self.party_id, wire.SERVER, self.round, x)]
 
 
 class PlaintextServer(ServerSession):
@@ -168,7 +177,8 @@ class PlaintextServer(ServerSession):
         if not st.received:
             return self._abort_round("no client sent an input", self.client_ids)
         survivors = tuple(sorted(st.received))
-        total = np.sum([st.received[c] for c in survivors], axis=0, dtype=np.float64)
+        # np.sum over axis 0 of equal-length vectors is always a vector.
+        total = np.asarray(np.sum([st.received[c] for c in survivors], axis=0, dtype=np.float64))
         self._result = ServerResult(total=total, survivors=survivors)
         self._state = Completed()
         return []

@@ -4,11 +4,11 @@ Every message crosses as ``to_bytes()`` / ``from_bytes()``, exactly as it would
 over a network, so the byte counts are the real wire cost. The loop is
 :func:`protocols.driver.drive`, the same as the Flower adapter's; this module
 is the transport: client sessions hosted in this process or in forked
-workers. Dropouts follow the DESIGN's rule: a client named for a stage sends
-nothing from that stage on (the transport reports it lost), and the driver
-closes a stage once no more messages are in flight. CPU seconds are measured
-per role and per stage with ``time.process_time`` (in the worker processes
-when ``workers > 1``).
+workers. Dropouts follow the rule of docs/design.md ("Sessions and the
+driver"): a client named for a stage sends nothing from that stage on (the
+transport reports it lost), and the driver closes a stage once no more
+messages are in flight. CPU seconds are measured per role and per stage with
+``time.process_time`` (in the worker processes when ``workers > 1``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 import numpy as np
 
 from secagg.randomness import DeterministicRandom, RandomSource, SystemRandom
 
 from . import wire
-from .base import AggregationProtocol, ServerResult
+from .base import AggregationProtocol, ClientInterface, ServerResult
 from .driver import Delivery, drive
 from .errors import LocalProtocolError, ProtocolAborted
 from .messages import Message
@@ -138,8 +139,15 @@ def _decode_batch(data: bytes) -> list[tuple[int, bytes]]:
 class _ClientHost:
     """Runs a set of client sessions; returns outgoing bytes and CPU time per stage."""
 
-    def __init__(self, proto, dim, inputs, seed, round) -> None:
-        self.sessions = {}
+    def __init__(
+        self,
+        proto: AggregationProtocol,
+        dim: int,
+        inputs: Mapping[int, np.ndarray],
+        seed: int | None,
+        round: int,
+    ) -> None:
+        self.sessions: dict[int, ClientInterface] = {}
         self.outbox: list[tuple[int, bytes]] = []
         self.timing: dict[str, float] = defaultdict(float)
         for cid, x in inputs.items():
@@ -188,7 +196,14 @@ def _decode_timing(data: bytes) -> tuple[dict[str, float], int]:
     return timing, pos
 
 
-def _worker(conn, proto, dim, inputs, seed, round) -> None:
+def _worker(
+    conn: Connection,
+    proto: AggregationProtocol,
+    dim: int,
+    inputs: Mapping[int, np.ndarray],
+    seed: int | None,
+    round: int,
+) -> None:
     # Runs in a forked process: sessions are built here and never leave it;
     # only wire bytes cross the pipe.
     try:
@@ -213,11 +228,20 @@ def _worker(conn, proto, dim, inputs, seed, round) -> None:
 class _ProcessHosts:
     """Client sessions spread over worker processes (fork), one pipe each."""
 
-    def __init__(self, proto, dim, inputs, seed, round, workers: int) -> None:
+    def __init__(
+        self,
+        proto: AggregationProtocol,
+        dim: int,
+        inputs: Mapping[int, np.ndarray],
+        seed: int | None,
+        round: int,
+        workers: int,
+    ) -> None:
         ctx = multiprocessing.get_context("fork")
         ids = sorted(inputs)
         self.owner: dict[int, int] = {}
-        self.conns, self.procs = [], []
+        self.conns: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
         for w in range(workers):
             mine = {cid: inputs[cid] for cid in ids[w::workers]}
             self.owner.update({cid: w for cid in mine})
@@ -234,7 +258,7 @@ class _ProcessHosts:
         self.deliver([])  # collect what start() produced
 
     def deliver(self, batch: list[tuple[int, bytes]]) -> None:
-        per_worker: dict[int, list] = defaultdict(list)
+        per_worker: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for cid, payload in batch:
             per_worker[self.owner[cid]].append((cid, payload))
         for w, conn in enumerate(self.conns):
@@ -250,7 +274,7 @@ class _ProcessHosts:
             senders = struct.unpack_from(f">{count}I", reply, 6 + pos)
             self._pending += [(cid, conn.recv_bytes()) for cid in senders]
 
-    def drain(self):
+    def drain(self) -> tuple[list[tuple[int, bytes]], dict[str, float]]:
         out, timing = self._pending, dict(self._timing)
         self._pending, self._timing = [], defaultdict(float)
         return out, timing
@@ -349,7 +373,12 @@ def simulate(
 class _HostsTransport:
     """The driver's transport over client hosts, applying the simulated dropouts."""
 
-    def __init__(self, hosts, drop_at: Mapping[int, int], order: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        hosts: _ProcessHosts | _InlineHosts,
+        drop_at: Mapping[int, int],
+        order: tuple[str, ...],
+    ) -> None:
         self.hosts, self.drop_at, self.order = hosts, drop_at, order
         self.silenced: set[int] = set()
 

@@ -73,6 +73,7 @@ from typing import Any
 
 from secagg import aead
 from secagg.errors import DecryptionError
+from secagg.randomness import RandomSource
 
 from . import codec, wire
 from .codec import MAX_DEPTH, dumps, loads, rebuild, register_codec, registered_classes, state
@@ -196,7 +197,9 @@ def dump_client(session: Any, *, key: bytes | None = None) -> bytes:
     return seal(dumps(record), key)
 
 
-def load_client(proto: Any, data: bytes, *, rng=None, key: bytes | None = None) -> Any:
+def load_client(
+    proto: Any, data: bytes, *, rng: RandomSource | None = None, key: bytes | None = None
+) -> Any:
     """Restore a client session of ``proto`` (what ``proto.restore_client()`` calls).
 
     Builds a fresh session with ``proto.client(...)`` (so everything derived

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,7 +162,7 @@ class Reader:
 _U8 = struct.Struct(">B")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_F64 = struct.Struct(">d")
+_DOUBLE = struct.Struct(">d")
 _PAIR_HEAD = struct.Struct(">II")
 
 
@@ -186,6 +186,20 @@ def _check_uint(value: object, bound: int, what: str) -> int:
     return int(value)
 
 
+def _as_bytes(value: object, what: str) -> bytes:
+    # Only byte strings: bytes(5) would silently write five zero bytes.
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} field needs bytes, got {type(value).__name__}")
+    return bytes(value)
+
+
+def _as_items(value: object, what: str) -> tuple[Any, ...]:
+    """The elements of a list-valued field; each kind checks the elements' types itself."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} field needs a sequence, got {type(value).__name__}")
+    return tuple(value)
+
+
 class _UInt(FieldKind):
     def __init__(self, fmt: struct.Struct, name: str) -> None:
         self._fmt = fmt
@@ -203,13 +217,15 @@ class _F64(FieldKind):
     name = "f64"
 
     def write(self, out: bytearray, value: object) -> None:
-        number = float(value)  # type: ignore[arg-type]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"f64 field needs a number, got {type(value).__name__}")
+        number = float(value)
         if not np.isfinite(number):
             raise ValueError("non-finite float cannot go on the wire")
-        out += _F64.pack(number)
+        out += _DOUBLE.pack(number)
 
     def read(self, reader: Reader) -> float:
-        value = reader.unpack(_F64)[0]
+        value = reader.unpack(_DOUBLE)[0]
         if not np.isfinite(value):
             raise WireFormatError("non-finite float on the wire")
         return value
@@ -219,7 +235,7 @@ class _Bytes(FieldKind):
     name = "bytes"
 
     def write(self, out: bytearray, value: object) -> None:
-        data = bytes(value)  # type: ignore[arg-type]
+        data = _as_bytes(value, self.name)
         out += _U32.pack(len(data))
         out += data
 
@@ -249,7 +265,7 @@ class Fixed(FieldKind):
         self.name = f"bytes[{size}]"
 
     def write(self, out: bytearray, value: object) -> None:
-        data = bytes(value)  # type: ignore[arg-type]
+        data = _as_bytes(value, self.name)
         if len(data) != self.size:
             raise ValueError(f"{self.name} field got {len(data)} bytes")
         out += data
@@ -267,7 +283,7 @@ class _Ids(FieldKind):
     name = "ids"
 
     def write(self, out: bytearray, value: object) -> None:
-        ids = list(value)  # type: ignore[call-overload]
+        ids = list(_as_items(value, self.name))
         # Vectorized checks: RoundStart carries every invited id to every client.
         try:
             arr = np.asarray(ids) if ids else np.zeros(0, np.int64)
@@ -305,7 +321,7 @@ class _IdPairs(FieldKind):
     name = "id_pairs"
 
     def write(self, out: bytearray, value: object) -> None:
-        pairs = tuple(value)  # type: ignore[arg-type]
+        pairs = _as_items(value, self.name)
         IDS.write(bytearray(), [p[0] for p in pairs])  # validates order and range
         out += _U32.pack(len(pairs))
         for cid, data in pairs:
@@ -318,7 +334,7 @@ class _IdPairs(FieldKind):
         # long and on every client's hot path), checking every bound by hand.
         view = reader.take(reader.remaining)
         end, pos, last = len(view), 0, -1
-        pairs = []
+        pairs: list[tuple[int, bytes]] = []
         for _ in range(n):
             if end - pos < 8:
                 raise WireFormatError("truncated message: an id pair is cut short")
@@ -342,7 +358,7 @@ class _KeyTriples(FieldKind):
     _item = struct.Struct(">I32s32s")
 
     def write(self, out: bytearray, value: object) -> None:
-        triples = tuple(value)  # type: ignore[arg-type]
+        triples = _as_items(value, self.name)
         IDS.write(bytearray(), [t[0] for t in triples])
         out += _U32.pack(len(triples))
         for cid, c_pk, s_pk in triples:
@@ -365,7 +381,7 @@ class _Blobs(FieldKind):
     name = "blobs"
 
     def write(self, out: bytearray, value: object) -> None:
-        blobs = tuple(value)  # type: ignore[arg-type]
+        blobs = _as_items(value, self.name)
         out += _U32.pack(len(blobs))
         for blob in blobs:
             BYTES.write(out, blob)
@@ -467,8 +483,8 @@ RING_VECTOR = _RingVectorKind()
 F64_VECTOR = _F64Vector()
 
 
-def check_ids(ids: Sequence[int], what: str = "client ids") -> tuple[int, ...]:
-    """Validate a collection of client ids; return them sorted."""
+def check_ids(ids: Sequence[object], what: str = "client ids") -> tuple[int, ...]:
+    """Validate a collection of client ids (of any type: each is checked); return them sorted."""
     out = []
     for cid in ids:
         if isinstance(cid, bool) or not isinstance(cid, (int, np.integer)):

@@ -27,7 +27,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the commands import their modules when run (torch is heavy)
+    from .data import Ratings
+    from .ledger import LedgerRow
+    from .plan import Plan
+    from .policies import Policy
 
 __all__ = ["build_parser", "main"]
 
@@ -62,7 +68,7 @@ def _epsilon(text: str) -> float:
     return value
 
 
-def _load_data(args: argparse.Namespace):
+def _load_data(args: argparse.Namespace) -> tuple[Ratings, Ratings, Ratings]:
     from .data import load_ratings, random_split, synthetic
 
     spec, seed = args.data, args.seed
@@ -78,7 +84,7 @@ def _load_data(args: argparse.Namespace):
     return ratings, *random_split(ratings, args.test_fraction, seed=seed)
 
 
-def _format_row(row) -> str:
+def _format_row(row: LedgerRow) -> str:
     eps = "inf" if math.isinf(row.epsilon) else f"{row.epsilon:.3f}"
     rmse = "  -   " if math.isnan(row.rmse) else f"{row.rmse:.4f}"
     mae = "  -   " if math.isnan(row.mae) else f"{row.mae:.4f}"
@@ -102,7 +108,7 @@ def _default_accountant(args: argparse.Namespace) -> str:
     return (dp_mode(args.dp_mode).accountant if args.dp_mode else None) or "pld"
 
 
-def _make_policy(args: argparse.Namespace):
+def _make_policy(args: argparse.Namespace) -> Plan | Policy:
     from .policy import BudgetPolicy, CostAwarePolicy, Plan
 
     dp = _dp(args)
@@ -210,7 +216,7 @@ def _train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tqdm(total=args.rounds, unit="round", disable=args.no_progress, file=sys.stderr) as bar:
 
-        def report(row) -> None:
+        def report(row: LedgerRow) -> None:
             bar.write(_format_row(row), file=sys.stdout)
             bar.set_postfix(rmse=f"{row.rmse:.4f}", eps=f"{row.epsilon:.2f}")
             bar.update(1)

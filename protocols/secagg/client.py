@@ -403,7 +403,8 @@ class SecAggClient(ClientSession):
             )
         for peer, record in st.held.items():
             record.settle(PeerStatus.SURVIVED if peer in survivors else PeerStatus.DROPPED)
-        self_mask_shares, mask_key_shares = [], []
+        self_mask_shares: list[tuple[int, bytes]] = []
+        mask_key_shares: list[tuple[int, bytes]] = []
         for peer in sorted(st.held):
             status, share = st.held[peer].revealable()
             (self_mask_shares if status is PeerStatus.SURVIVED else mask_key_shares).append(

@@ -6,9 +6,10 @@ import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from secagg.encoding import FixedPointEncoder
+from secagg.randomness import RandomSource
 
 from ..base import AggregationProtocol, check_positive, check_threshold, resolve_threshold
 from ..cost import CostEstimate
@@ -21,6 +22,10 @@ from .graph import (
     harary_graph,
     harary_neighbours,
 )
+
+if TYPE_CHECKING:  # the session modules import this one
+    from .client import SecAggClient
+    from .server import SecAggServer
 
 __all__ = ["SecAgg", "SecAggPlus"]
 
@@ -36,12 +41,14 @@ class SecAgg(AggregationProtocol):
     Args:
         threshold: Shamir threshold, as a fraction of a client's sharing group
             (itself and its neighbours) in (0, 1], or an absolute count >= 1.
+            (The field admits None only for :class:`SecAggPlus`, which then
+            chooses the threshold; SecAgg refuses it.)
         bits: inputs are summed in Z_{2^bits}; 2 <= bits <= 64. The encoding
             leaves headroom for every invited client, so the sum cannot wrap.
         clip: every coordinate is clipped to [-clip, clip] before encoding.
     """
 
-    threshold: float | int = 0.5
+    threshold: float | int | None = 0.5
     bits: int = 32
     clip: float = 1.0
 
@@ -90,7 +97,8 @@ class SecAgg(AggregationProtocol):
         return self._resolve_threshold(group_size, n_clients)
 
     def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
-        return resolve_threshold(self.threshold, group_size)
+        # check_threshold narrows the type with the check __post_init__ made (None refused).
+        return resolve_threshold(check_threshold(self.threshold), group_size)
 
     def _cost_degree(self, n_clients: int) -> int:
         """Neighbours of a client in a round of ``n_clients`` (the cost model's peers)."""
@@ -123,12 +131,21 @@ class SecAgg(AggregationProtocol):
         )
 
     # -- sessions --------------------------------------------------------
-    def server(self, client_ids: Iterable[int], dim: int, *, rng=None, round: int = 0):
+    def server(
+        self,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
+    ) -> SecAggServer:
         from .server import SecAggServer
 
         return SecAggServer(self, client_ids, dim, rng=rng, round=round)
 
-    def client(self, client_id: int, dim: int, *, rng=None, round: int = 0):
+    def client(
+        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+    ) -> SecAggClient:
         from .client import SecAggClient
 
         return SecAggClient(self, client_id, dim, rng=rng, round=round)

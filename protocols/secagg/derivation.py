@@ -1,7 +1,8 @@
 """Every key, label and mask that a client and the server must derive identically.
 
 Kept in one place so the client (which masks) and the server (which unmasks)
-cannot drift apart. Binding (DESIGN.md, "Session id"):
+cannot drift apart. Binding, so that nothing from one round or session can be
+replayed into another:
 
 - ``session_id`` = SHA-256 over the config digest, the round nonce and every
   advertised ``(id, channel key, mask key)`` triple, length-prefixed.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 
 from secagg import aead, keys, prg
 from secagg.framing import length_prefixed
@@ -34,7 +36,9 @@ __all__ = [
 _ID = struct.Struct(">I")
 
 
-def session_id(config_digest: bytes, nonce: bytes, triples) -> bytes:
+def session_id(
+    config_digest: bytes, nonce: bytes, triples: Iterable[tuple[int, bytes, bytes]]
+) -> bytes:
     """The round's session id over the config, nonce and all advertised keys."""
     parts = [length_prefixed(_ID.pack(cid), c_pk, s_pk) for cid, c_pk, s_pk in triples]
     return keys.session_id(config_digest, nonce, *parts)

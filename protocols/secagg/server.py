@@ -23,9 +23,9 @@ rejected message (:class:`RemoteProtocolError`) leaves the server usable.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from .messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
+
+if TYPE_CHECKING:  # the config module imports this one when it makes a server
+    from .config import SecAgg
 
 __all__ = ["SecAggServer"]
 
@@ -122,7 +125,7 @@ class SecAggServer(ServerSession):
 
     def __init__(
         self,
-        proto,
+        proto: SecAgg,
         client_ids: Iterable[int],
         dim: int,
         *,
@@ -375,7 +378,10 @@ class SecAggServer(ServerSession):
         return []
 
     def _reconstruct(
-        self, st: CollectingUnmasking, owners: Iterable[int], pick
+        self,
+        st: CollectingUnmasking,
+        owners: Iterable[int],
+        pick: Callable[[UnmaskResponse], Sequence[tuple[int, bytes]]],
     ) -> dict[int, bytes]:
         """Combine the shares of each owner's secret, batching owners with the same holders."""
         by_holders: dict[tuple[tuple[int, ...], int], list[int]] = defaultdict(list)

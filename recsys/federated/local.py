@@ -122,7 +122,11 @@ def solve_user_params(
     gram.index_add_(0, row_user, x.unsqueeze(2) * x.unsqueeze(1))
     rhs = torch.zeros(n_users, k + 1, dtype=dtype).index_add_(0, row_user, x * y.unsqueeze(1))
     counts = torch.bincount(row_user, minlength=n_users).to(dtype)
-    ridge_f = [reg_factors] * (k - 1) + [float(bias_scale_reg)] if scaled else [reg_factors] * k
+    ridge_f = (
+        [reg_factors] * (k - 1) + [float(bias_scale_reg)]
+        if bias_scale_reg is not None  # i.e. scaled (spelled out so the type narrows)
+        else [reg_factors] * k
+    )
     ridge = torch.tensor([*ridge_f, reg_bias], dtype=dtype)
     gram += torch.diag_embed(counts.unsqueeze(1) * ridge)
     # A user without ratings has an all-zero system: make it the identity

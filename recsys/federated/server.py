@@ -86,8 +86,8 @@ class ItemServer:
             denom = np.maximum(counts, floor)
             d_factors, d_bias = factors / denom[:, None], bias / denom
         else:  # plain FedAvg; with DP the public expected cohort size
-            denom = float(expected_clients) if plan.dp else float(max(survivors, 1))
-            d_factors, d_bias = factors / denom, bias / denom
+            cohort = float(expected_clients) if plan.dp else float(max(survivors, 1))
+            d_factors, d_bias = factors / cohort, bias / cohort
         return torch.as_tensor(d_factors.copy()), torch.as_tensor(d_bias.copy())
 
     def apply(self, d_factors: Tensor, d_bias: Tensor) -> None:

@@ -207,7 +207,7 @@ def calibrate_noise_multiplier(
         a, b, _, _ = _solve(fine, lo_x, hi_x, width)
     elif accountant == "rdp" or callable(accountant):
         factory = RDPAccountant if accountant == "rdp" else accountant
-        f = _LogLog(_epsilon_fn(factory, q, steps, delta), target)  # type: ignore[arg-type]
+        f = _LogLog(_epsilon_fn(factory, q, steps, delta), target)
         a, b, _, _ = _solve(f, 0.0, math.log(2.0), width)
     else:
         raise ValueError(f"accountant must be 'pld', 'rdp' or a factory, got {accountant!r}")

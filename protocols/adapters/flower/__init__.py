@@ -55,8 +55,8 @@ session refused the server's message) or does not reply before ``timeout``
 is dropped for the rest of the round: the adapter never sends to it again.
 When nothing is left in flight, the driver feeds the server
 ``DeadlinePassed(stage)``: the protocol goes on with whoever answered, or
-aborts if too few did (DESIGN: dropouts are the driver's decision, never a
-timer inside a session).
+aborts if too few did (docs/design.md, "Sessions and the driver": dropouts
+are the driver's decision, never a timer inside a session).
 
 Authentication. A protocol message's ``sender`` is a claim; the driver
 accepts a message only if it arrived in the reply of the node mapped to that

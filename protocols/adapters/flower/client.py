@@ -14,6 +14,8 @@ from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.app import Message as FlowerMessage
 from flwr.clientapp import ClientApp
 
+from secagg.randomness import RandomSource
+
 from ...base import AggregationProtocol
 from ...errors import LocalProtocolError, ProtocolError
 from ...messages import Abort, Message, RoundStart
@@ -94,7 +96,7 @@ class ClientHandler:
         input_fn: InputFn,
         *,
         snapshot_key: KeySource = None,
-        rng=None,
+        rng: RandomSource | None = None,
     ) -> None:
         self.protocols = _protocol_table(protocols)
         self.factory: Callable[[str], AggregationProtocol] | None = (
@@ -231,7 +233,7 @@ def make_client_app(
     input_fn: InputFn,
     *,
     snapshot_key: KeySource = None,
-    rng=None,
+    rng: RandomSource | None = None,
 ) -> ClientApp:
     """A ClientApp whose ``train.secagg_fl`` action is a :class:`ClientHandler`."""
     app = ClientApp()

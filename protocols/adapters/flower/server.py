@@ -17,6 +17,8 @@ from flwr.app import ConfigRecord, RecordDict
 from flwr.app import Message as FlowerMessage
 from flwr.serverapp import Grid
 
+from secagg.randomness import RandomSource
+
 from ... import wire
 from ...base import AggregationProtocol, ServerResult
 from ...driver import Delivery, drive
@@ -122,7 +124,7 @@ def run_round(
     timeout: float | None = None,
     content: RecordDict | Mapping[int, RecordDict] | None = None,
     name: str | None = None,
-    rng=None,
+    rng: RandomSource | None = None,
     ttl: float | None = None,
 ) -> FlowerRound:
     """Run one aggregation round over a Flower ``Grid``; return its result.
