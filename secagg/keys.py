@@ -12,9 +12,10 @@
 * Peer public keys are validated by :func:`check_public_key` before use, and
   refused with :class:`~secagg.errors.InvalidKeyError` (never a bare
   ``ValueError``): wrong length, a non-canonical encoding (top bit set or
-  ``u >= p``; RFC 7748 section 5 lets a receiver mask and reduce these, but
-  this library's own keys are always canonical, so such a key is either
-  corrupt or a second spelling of another key), or one of the five canonical
+  ``u >= p``; RFC 7748 section 5 has the X25519 *function* mask the top bit
+  and reduce mod p, and OpenSSL does; this check is a protocol-level rule on
+  top of it: the library's own keys are always canonical, so such a key is
+  either corrupt or a second spelling of another key), or one of the five canonical
   u-coordinates of small order (:data:`SMALL_ORDER_U`). Those yield the
   all-zero shared secret for every clamped private key, which RFC 7748
   section 6.1 says to check for and abort on; the explicit check lets a server

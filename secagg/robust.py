@@ -192,7 +192,7 @@ def decode_many(
 def _fit(
     xs: list[int],
     parsed: dict[int, list[int]],
-    which: Sequence[int] | range,
+    which: Sequence[int],
     excluded: frozenset[int],
     t: int,
     values: list[int | None],

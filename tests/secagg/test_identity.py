@@ -446,3 +446,17 @@ def test_roster_verifies_statements_by_client_id():
         roster.verify_statement(2, signature, statement)  # another client's key
     with pytest.raises(SignatureError, match="not in the roster"):
         roster.verify_statement(3, signature, statement)
+
+
+def test_signatures_are_not_malleable_by_adding_the_group_order_to_s():
+    # RFC 8032 section 5.1.7 requires S < L; OpenSSL enforces it, so S + L fails.
+    order = 2**252 + 27742317777372353535851937790883648493
+    vector = RFC8032[1]
+    signature = bytes.fromhex(vector["signature"])
+    s = int.from_bytes(signature[32:], "little")
+    malleated = signature[:32] + (s + order).to_bytes(32, "little")
+    identity.verify(bytes.fromhex(vector["public_key"]), signature, bytes.fromhex(vector["message"]))
+    with pytest.raises(SignatureError):
+        identity.verify(
+            bytes.fromhex(vector["public_key"]), malleated, bytes.fromhex(vector["message"])
+        )
