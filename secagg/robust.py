@@ -54,6 +54,7 @@ Liars are named by share x-coordinate (the protocols use ``client_id + 1``).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -163,12 +164,14 @@ def decode_many(
     suspects: set[int] = set()
     tried: frozenset[int] = frozenset()
     while pending:
-        if suspects and len(suspects) <= e_max and suspects != tried:
-            tried = frozenset(suspects)
-            pending = _fit(xs, parsed, pending, tried, t, values, liars)
-            if not pending:
-                break
         s = pending.pop(0)
+        if suspects and len(suspects) <= e_max and suspects != tried:
+            # Try the suspects on this secret alone (cheap); only if they explain
+            # it, try them on every pending secret at once.
+            if not _fit(xs, parsed, [s], frozenset(suspects), t, values, liars):
+                tried = frozenset(suspects)
+                pending = _fit(xs, parsed, pending, tried, t, values, liars)
+                continue
         if gao is None:
             gao = _Gao(xs, t)
         decoded = gao.decode([parsed[x][s] for x in xs])
@@ -270,19 +273,29 @@ def _divmod(a: _Poly, b: _Poly) -> tuple[_Poly, _Poly]:
         return [], rem
     lead_inv = pow(b[-1], -1, _P)
     quotient = [0] * (len(rem) - len(b) + 1)
+    # Entries are reduced only when read as a leading coefficient and at the
+    # end: each absorbs at most len(quotient) unreduced products.
     for shift in range(len(quotient) - 1, -1, -1):
-        coeff = rem[shift + len(b) - 1] * lead_inv % _P
+        coeff = rem[shift + len(b) - 1] % _P * lead_inv % _P
         quotient[shift] = coeff
         if coeff:
             for j, v in enumerate(b):
-                rem[shift + j] = (rem[shift + j] - coeff * v) % _P
-    return _trim(quotient), _trim(rem[: len(b) - 1])
+                rem[shift + j] -= coeff * v
+    return _trim(quotient), _trim([c % _P for c in rem[: len(b) - 1]])
 
 
 def _horner(a: _Poly) -> Callable[[int], int]:
+    coeffs = a[::-1]
+
     def evaluate(x: int) -> int:
         acc = 0
-        for c in reversed(a):
+        if x.bit_length() <= 32:
+            # Small x (the protocols use client_id + 1): one reduction at the
+            # end; the accumulator grows by at most 32 bits per coefficient.
+            for c in coeffs:
+                acc = acc * x + c
+            return acc % _P
+        for c in coeffs:
             acc = (acc * x + c) % _P
         return acc
 
@@ -309,18 +322,18 @@ class _Gao:
             _prod_mod([xi - xj for j, xj in enumerate(xs) if j != i]) for i, xi in enumerate(xs)
         ]
         weights = _batch_inverse(denominators)
-        self.basis = []
+        basis = []
         for xi, w in zip(xs, weights, strict=True):
             quotient, _ = _divmod(g0, [(-xi) % _P, 1])
             quotient += [0] * (self.n - len(quotient))
-            self.basis.append([c * w % _P for c in quotient])
+            basis.append([c * w % _P for c in quotient])
+        # Transposed: columns[j][i] is the X^j coefficient of L_i.
+        self.columns = [list(column) for column in zip(*basis, strict=True)]
 
     def decode(self, ys: list[int]) -> tuple[int, frozenset[int]] | None:
         """``(f(0), liars)`` for the unique ``f`` within ``e_max`` of ``ys``, or None."""
         n, t = self.n, self.t
-        g1 = _trim(
-            [sum(row[j] * y for row, y in zip(self.basis, ys, strict=True)) % _P for j in range(n)]
-        )
+        g1 = _trim([sum(map(operator.mul, column, ys)) % _P for column in self.columns])
         r0, r1 = self.g0, g1
         v0: _Poly = []
         v1: _Poly = [1]

@@ -151,7 +151,10 @@ def test_more_than_e_max_random_liars_raise_unless_they_form_a_closer_codeword(d
     # another polynomial: that needs at least n - t + 1 - e_max liars.
     assert count >= n - t + 1 - e_max
     assert len(result.liars[0]) <= e_max
-    assert result.secrets[0] != secret
+    # What was returned is the polynomial through every share not named a liar
+    # (which need not have a different value at 0 from the dealer's).
+    kept = {x: row[0] for x, row in received.items() if x not in result.liars[0]}
+    assert shamir.combine(kept, t) == result.secrets[0]
 
 
 def test_between_the_radius_and_the_crafting_bound_decoding_always_raises():
@@ -239,3 +242,14 @@ def test_max_errors():
         robust.max_errors(2, 3)
     with pytest.raises(TypeError):
         robust.max_errors(True, 1)
+
+
+def test_large_x_coordinates_decode_too():
+    # x anywhere in [1, p - 1], not only the protocols' small client_id + 1.
+    t, xs = 3, [P - 1, P - 2, 2**200 + 7, 2**40, 5, 2**33 + 1, 12345678901234567]
+    secrets = [b"\x11" * 32, b"\x22" * 32]
+    shares = shamir.split_many(secrets, t, xs, rng=DeterministicRandom("large x"))
+    liars = [{P - 1, 2**40}, {2**200 + 7}]
+    result = robust.decode_many(_corrupt(shares, liars, [3, P - 5]), t)
+    assert list(result.secrets) == secrets
+    assert [set(x) for x in result.liars] == liars
