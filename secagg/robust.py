@@ -24,7 +24,8 @@ field operations per secret, with Python ints over the field of
 The honest path costs what :func:`secagg.shamir.combine_many` costs: the
 shares are first checked for consistency (interpolate through ``t``, evaluate
 at the others), and only the secrets that fail are decoded. In a batch, the
-liars found for one secret are tried first for the next ones: when the shares
+liars found so far are tried first, on the next secret alone and, if they
+explain it, on every pending secret at once: when the shares
 outside a suspect set ``S`` with ``|S| <= e_max`` all lie on one polynomial
 ``f'``, then ``f'`` is within distance ``e_max`` of the received word, hence
 the unique decoding (the same answer Gao's algorithm would give) at the cost
@@ -157,17 +158,20 @@ def decode_many(
     values: list[int | None] = [None] * width
     liars: list[frozenset[int]] = [frozenset()] * width
 
-    # Honest path: one interpolation through the first t shares for every secret.
-    pending = _fit(xs, parsed, range(width), frozenset(), t, values, liars)
-
+    # Each step takes the next undecoded secret and first tries the current
+    # suspects (initially none: the honest path) on it alone, which is cheap;
+    # if they explain it, they are tried on every pending secret at once (one
+    # interpolation for all of them). Otherwise the secret is decoded by Gao's
+    # algorithm and its liars join the suspects. Honest shares thus cost one
+    # consistency check per secret, and liars who lie on every secret one
+    # decoding plus one check per secret.
+    pending = list(range(width))
     gao: _Gao | None = None
     suspects: set[int] = set()
-    tried: frozenset[int] = frozenset()
+    tried: frozenset[int] | None = None
     while pending:
         s = pending.pop(0)
-        if suspects and len(suspects) <= e_max and suspects != tried:
-            # Try the suspects on this secret alone (cheap); only if they explain
-            # it, try them on every pending secret at once.
+        if len(suspects) <= e_max and suspects != tried:
             if not _fit(xs, parsed, [s], frozenset(suspects), t, values, liars):
                 tried = frozenset(suspects)
                 pending = _fit(xs, parsed, pending, tried, t, values, liars)
@@ -210,10 +214,14 @@ def _fit(
     ``len(excluded) <= e_max``, which makes a pass the unique decoding.
     """
     which = list(which)
-    every = len(which) == len(next(iter(parsed.values())))  # which == all secrets, in order
+    if not which:
+        return []
+    # `which` is increasing; when it is a run of consecutive secrets, slice.
+    first, last = which[0], which[-1]
+    run = last - first + 1 == len(which)
 
     def row(x: int) -> list[int]:
-        return parsed[x] if every else [parsed[x][s] for s in which]
+        return parsed[x][first : last + 1] if run else [parsed[x][s] for s in which]
 
     trusted = [x for x in xs if x not in excluded]
     base, extra = trusted[:t], trusted[t:]
