@@ -234,15 +234,16 @@ def _fit(
                 if g != w:
                     ok[i] = False
     at_zero = evaluate(0)
-    off: list[set[int]] = [set() for _ in which]
+    # Only the secrets with a liar get a set (no per-secret containers on the honest path).
+    off: dict[int, set[int]] = {}
     for x in sorted(excluded):
         for i, (g, w) in enumerate(zip(evaluate(x), row(x), strict=True)):
             if g != w:
-                off[i].add(x)
+                off.setdefault(i, set()).add(x)
     failed = []
     for i, s in enumerate(which):
         if ok[i]:
-            values[s], liars[s] = at_zero[i], frozenset(off[i])
+            values[s], liars[s] = at_zero[i], frozenset(off.get(i, ()))
         else:
             failed.append(s)
     return failed
