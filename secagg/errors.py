@@ -1,8 +1,23 @@
-"""Exceptions raised by the building blocks."""
+"""Exceptions raised by the building blocks.
+
+Every error a peer's data can cause is a :class:`SecaggError` subclass, so a
+protocol layer can tell "this input was bad" (catch ``SecaggError``) from a
+programming error (``TypeError`` for a wrong argument type). The errors about
+malformed values also subclass ``ValueError``, as they always did, so callers
+that caught ``ValueError`` keep working.
+"""
 
 from __future__ import annotations
 
-__all__ = ["DecryptionError", "SecaggError", "ShamirError"]
+__all__ = [
+    "DecryptionError",
+    "InvalidKeyError",
+    "RosterError",
+    "SecaggError",
+    "ShamirError",
+    "SignatureError",
+    "UndecodableSharesError",
+]
 
 
 class SecaggError(Exception):
@@ -13,5 +28,45 @@ class ShamirError(SecaggError, ValueError):
     """Shares cannot be combined: too few, duplicate or invalid x, or inconsistent shares."""
 
 
+class UndecodableSharesError(ShamirError):
+    """More shares are wrong than Reed-Solomon decoding can correct (see :mod:`secagg.robust`).
+
+    Attributes:
+        n_shares: how many shares were given (``n'``).
+        threshold: the sharing threshold ``t``.
+        max_errors: how many wrong shares could have been corrected,
+            ``(n' - t) // 2``; more than that are wrong.
+        secret_index: which secret of a batch could not be decoded (``None``
+            for a single secret).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        n_shares: int,
+        threshold: int,
+        max_errors: int,
+        secret_index: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.n_shares = n_shares
+        self.threshold = threshold
+        self.max_errors = max_errors
+        self.secret_index = secret_index
+
+
 class DecryptionError(SecaggError):
     """Authenticated decryption failed: wrong key, tampered ciphertext or associated data."""
+
+
+class InvalidKeyError(SecaggError, ValueError):
+    """A public key (X25519 or Ed25519) is malformed, non-canonical or of small order."""
+
+
+class SignatureError(SecaggError):
+    """An Ed25519 signature does not verify (wrong key, message, context or signer)."""
+
+
+class RosterError(SecaggError, ValueError):
+    """A roster of identity keys cannot be built or decoded (bad id, key or encoding)."""

@@ -9,8 +9,18 @@
   (:func:`secagg.framing.length_prefixed`), so keys for different purposes or
   rounds are independent and nothing from one round can be replayed into
   another.
-* A peer public key that yields the all-zero shared secret (a small-order
-  point, RFC 7748 section 6.1 "check for the all-zero value") is rejected.
+* Peer public keys are validated by :func:`check_public_key` before use, and
+  refused with :class:`~secagg.errors.InvalidKeyError` (never a bare
+  ``ValueError``): wrong length, a non-canonical encoding (top bit set or
+  ``u >= p``; RFC 7748 section 5 has the X25519 *function* mask the top bit
+  and reduce mod p, and OpenSSL does; this check is a protocol-level rule on
+  top of it: the library's own keys are always canonical, so such a key is
+  either corrupt or a second spelling of another key), or one of the five canonical
+  u-coordinates of small order (:data:`SMALL_ORDER_U`). Those yield the
+  all-zero shared secret for every clamped private key, which RFC 7748
+  section 6.1 says to check for and abort on; the explicit check lets a server
+  refuse such a key when it is advertised, before forwarding it, and the
+  all-zero check after the exchange stays as defence in depth.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .errors import InvalidKeyError
 from .framing import length_prefixed
 from .randomness import RandomSource, default_rng
 
@@ -30,8 +41,10 @@ __all__ = [
     "HKDF_DOMAIN",
     "KEY_BYTES",
     "SESSION_DOMAIN",
+    "SMALL_ORDER_U",
     "KeyPair",
     "agree",
+    "check_public_key",
     "hkdf",
     "hkdf_info",
     "session_id",
@@ -44,6 +57,30 @@ HKDF_DOMAIN = b"secagg-fl/v1"
 #: Domain tag of :func:`session_id` (distinct from every HKDF info).
 SESSION_DOMAIN = b"secagg-fl/v1 session-id"
 
+#: The field prime of Curve25519, 2^255 - 19 (RFC 7748 section 4.1).
+_P25519 = (1 << 255) - 19
+
+#: The canonical u-coordinates of the points of order dividing 8 on Curve25519
+#: and its quadratic twist: u = 0 (order 2), u = 1 and u = p - 1 (order 4) and
+#: two points of order 8. D. J. Bernstein's Curve25519 page (cr.yp.to/ecdh.html,
+#: "How do I validate Curve25519 public keys?") lists twelve 32-byte strings
+#: to reject where a protocol needs contributory behaviour, as SecAgg does (a
+#: peer must not be able to force a known shared secret); libsodium's
+#: ``has_small_order`` refuses the same points. The other seven are non-canonical
+#: spellings of these five (u + p or u + 2p, read with all 256 bits), refused here
+#: as non-canonical. X25519 clamps every private key to a multiple of 8, so
+#: each of them gives the all-zero shared secret. tests/secagg/test_keys.py
+#: checks every order with an independent Montgomery ladder.
+SMALL_ORDER_U: frozenset[int] = frozenset(
+    {
+        0,
+        1,
+        _P25519 - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    }
+)
+
 # HKDF-Expand produces at most 255 hash blocks (RFC 5869 section 2.3).
 _MAX_HKDF_LENGTH = 255 * hashes.SHA256.digest_size
 
@@ -52,6 +89,31 @@ def _require_bytes(value: object, name: str) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
     return bytes(value)
+
+
+def check_public_key(public: bytes) -> bytes:
+    """Return ``public`` as bytes if it is an X25519 public key a peer may advertise.
+
+    Run it on every advertised key before using or forwarding it (a server can
+    refuse a client's key at advertisement, so one malicious client cannot make
+    its peers fail later). :meth:`KeyPair.exchange` and :func:`agree` run it too.
+
+    Raises:
+        InvalidKeyError: not 32 bytes; not the canonical little-endian encoding
+            of a u-coordinate (top bit set, or ``u >= 2^255 - 19``; RFC 7748
+            section 5); or a point of small order (:data:`SMALL_ORDER_U`), for
+            which X25519 gives the all-zero shared secret (RFC 7748 section 6.1).
+        TypeError: ``public`` is not bytes-like.
+    """
+    data = _require_bytes(public, "public key")
+    if len(data) != KEY_BYTES:
+        raise InvalidKeyError(f"an X25519 public key is {KEY_BYTES} bytes, got {len(data)}")
+    u = int.from_bytes(data, "little")
+    if u >= _P25519:
+        raise InvalidKeyError("X25519 public key is not canonical (top bit set or u >= p)")
+    if u in SMALL_ORDER_U:
+        raise InvalidKeyError("X25519 public key is a small-order point")
+    return data
 
 
 @dataclass(frozen=True)
@@ -105,22 +167,25 @@ class KeyPair:
     def exchange(self, peer_public: bytes) -> bytes:
         """The raw X25519 shared secret with ``peer_public``; prefer :func:`agree`.
 
-        Raises ValueError for a public key that is not 32 bytes or that gives
-        the all-zero shared secret (a small-order point).
+        Raises:
+            InvalidKeyError: ``peer_public`` fails :func:`check_public_key`, or
+                the exchange gives the all-zero shared secret.
+            TypeError: ``peer_public`` is not bytes-like.
         """
-        peer = _require_bytes(peer_public, "peer_public")
-        if len(peer) != KEY_BYTES:
-            raise ValueError(f"an X25519 public key is {KEY_BYTES} bytes, got {len(peer)}")
+        peer = check_public_key(_require_bytes(peer_public, "peer_public"))
         try:
             shared = self._private.exchange(X25519PublicKey.from_public_bytes(peer))
         except ValueError as exc:
-            # OpenSSL itself refuses the all-zero output; normalise its message.
-            raise ValueError(f"X25519 with this peer public key failed: {exc}") from None
+            # OpenSSL refuses an all-zero output with a bare ValueError ("Error
+            # computing shared key."); it is the peer's fault, so say so.
+            raise InvalidKeyError(f"X25519 with this peer public key failed: {exc}") from None
         # RFC 7748 section 6.1: check for the all-zero value and abort. (Recent
         # OpenSSL already refuses it; the check does not rely on that.)
         # compare_digest avoids leaking the position of the first nonzero byte.
         if hmac.compare_digest(shared, bytes(KEY_BYTES)):
-            raise ValueError("peer public key is a small-order point (all-zero shared secret)")
+            raise InvalidKeyError(
+                "peer public key is a small-order point (all-zero shared secret)"
+            )
         return shared
 
 
@@ -167,8 +232,9 @@ def agree(
     ``session_id``.
 
     Raises:
-        ValueError: ``peer_public`` is not 32 bytes, or is a small-order point
-            (all-zero shared secret, RFC 7748 section 6.1).
+        InvalidKeyError: ``peer_public`` is not a valid peer key
+            (:func:`check_public_key`), or the exchange gives the all-zero
+            shared secret (RFC 7748 section 6.1).
     """
     if not isinstance(private, KeyPair):
         raise TypeError(f"private must be a KeyPair, got {type(private).__name__}")

@@ -290,11 +290,28 @@ def combine_many(
     """
     t = _check_threshold(threshold)
     secret_len = _check_secret_len(secret_len)
+    parsed, width = _parse_rows(shares, t)
+
+    ordered = sorted(parsed)
+    base, extra = ordered[:t], ordered[t:]
+    ys = [[parsed[x][s] for x in base] for s in range(width)]
+    evaluate = _interpolator(base, ys)
+
+    for x in extra:
+        if evaluate(x) != parsed[x]:
+            raise ShamirError(
+                f"inconsistent shares: the share at x={x} is not on the polynomial "
+                f"through the other shares (corrupted or mixed-up shares)"
+            )
+    return _values_to_secrets(evaluate(0), secret_len)
+
+
+def _parse_rows(shares: Mapping[int, Sequence[bytes]], t: int) -> tuple[dict[int, list[int]], int]:
+    """``{x: [share values as ints]}`` and the number of secrets, validated as :func:`combine_many` documents."""
     if not isinstance(shares, Mapping):
         raise TypeError(f"shares must be a mapping x -> shares, got {type(shares).__name__}")
     if len(shares) < t:
         raise ShamirError(f"need at least {t} shares, got {len(shares)}")
-
     parsed: dict[int, list[int]] = {}
     width: int | None = None
     for x, row in shares.items():
@@ -309,28 +326,19 @@ def combine_many(
             raise ShamirError("every x must carry a share of every secret (lengths differ)")
         parsed[xi] = [_share_to_int(s) for s in row]
     assert width is not None  # len(shares) >= t >= 1
+    return parsed, width
 
-    ordered = sorted(parsed)
-    base, extra = ordered[:t], ordered[t:]
-    ys = [[parsed[x][s] for x in base] for s in range(width)]
-    evaluate = _interpolator(base, ys)
 
-    for x in extra:
-        if evaluate(x) != parsed[x]:
-            raise ShamirError(
-                f"inconsistent shares: the share at x={x} is not on the polynomial "
-                f"through the other shares (corrupted or mixed-up shares)"
-            )
-
-    secrets = evaluate(0)
+def _values_to_secrets(values: list[int], secret_len: int) -> list[bytes]:
+    """Recovered field elements as ``secret_len``-byte strings (ShamirError if one does not fit)."""
     limit = 1 << (8 * secret_len)
-    for value in secrets:
+    for value in values:
         if value >= limit:
             raise ShamirError(
                 f"recovered value does not fit in {secret_len} bytes "
                 f"(wrong threshold, secret_len or corrupted shares)"
             )
-    return [value.to_bytes(secret_len, "big") for value in secrets]
+    return [value.to_bytes(secret_len, "big") for value in values]
 
 
 def combine(shares: Mapping[int, bytes], threshold: int, secret_len: int = 32) -> bytes:

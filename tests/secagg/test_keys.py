@@ -15,10 +15,12 @@ import struct
 from importlib import resources
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secagg import keys
+from secagg.errors import InvalidKeyError, SecaggError
 from secagg.framing import length_prefixed, split_length_prefixed
 from secagg.randomness import DeterministicRandom
 
@@ -301,3 +303,133 @@ def test_length_prefixed_accepts_bytes_likes_and_rejects_text():
 def test_split_length_prefixed_rejects_truncated_input(bad):
     with pytest.raises(ValueError):
         split_length_prefixed(bad)
+
+
+# ---------------------------------------------------------------------------
+# Public-key validation (check_public_key): small-order and non-canonical keys
+
+
+_O8_A = 325606250916557431795983626356110631294008115727848805560023387167927233504
+_O8_B = 39382357235489614581723060781553021112529911719440698176882885853963445705823
+# D. J. Bernstein's twelve strings to reject (cr.yp.to/ecdh.html), as integers
+# read little-endian from all 32 bytes: five canonical points and seven
+# non-canonical spellings of them.
+BERNSTEIN_REJECT = [
+    0,
+    1,
+    _O8_A,
+    _O8_B,
+    _P25519 - 1,
+    _P25519,
+    _P25519 + 1,
+    _P25519 + _O8_A,
+    _P25519 + _O8_B,
+    2 * _P25519 - 1,
+    2 * _P25519,
+    2 * _P25519 + 1,
+]
+
+
+def _ladder_z(k: int, u: int) -> int:
+    """Z of [k](u : 1) by the RFC 7748 section 5 Montgomery ladder (projective; Z = 0 is infinity).
+
+    Written here from the RFC, independently of secagg.keys and OpenSSL.
+    """
+    p, a24 = _P25519, 121665
+    x1, x2, z2, x3, z3, swap = u % p, 1, 0, u % p, 1, 0
+    for bit in reversed(range(k.bit_length())):
+        k_t = (k >> bit) & 1
+        swap ^= k_t
+        if swap:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = k_t
+        a, b = (x2 + z2) % p, (x2 - z2) % p
+        aa, bb = a * a % p, b * b % p
+        e = (aa - bb) % p
+        c, d = (x3 + z3) % p, (x3 - z3) % p
+        da, cb = d * a % p, c * b % p
+        x3, z3 = (da + cb) ** 2 % p, x1 * (da - cb) ** 2 % p
+        x2, z2 = aa * bb % p, e * (aa + a24 * e) % p
+    if swap:
+        z2 = z3
+    return z2 % p
+
+
+def test_small_order_list_is_exactly_the_points_of_order_dividing_8():
+    # Every listed u has [8]u = infinity; the two order-8 points are not of order 4;
+    # and the canonical ones among Bernstein's twelve are exactly SMALL_ORDER_U.
+    assert {u for u in BERNSTEIN_REJECT if u < _P25519} == set(keys.SMALL_ORDER_U)
+    for u in keys.SMALL_ORDER_U:
+        assert _ladder_z(8, u) == 0
+    for u in (_O8_A, _O8_B):
+        assert _ladder_z(4, u) != 0
+    # An honest key is of large order.
+    honest = int.from_bytes(keys.KeyPair.generate(DeterministicRandom(1)).public_bytes, "little")
+    assert _ladder_z(8, honest) != 0
+
+
+@pytest.mark.parametrize("u", BERNSTEIN_REJECT, ids=lambda u: hex(u)[:10])
+def test_every_small_order_key_is_refused_by_the_check_and_by_agreement(u):
+    point = u.to_bytes(32, "little")
+    with pytest.raises(InvalidKeyError):
+        keys.check_public_key(point)
+    a = keys.KeyPair.generate()
+    with pytest.raises(InvalidKeyError):
+        a.exchange(point)
+    with pytest.raises(InvalidKeyError):
+        keys.agree(a, point, label=b"l", session_id=SID)
+
+
+@pytest.mark.parametrize("u", sorted(keys.SMALL_ORDER_U), ids=lambda u: hex(u)[:10])
+def test_openssl_itself_gives_a_bare_value_error_that_the_library_wraps(u):
+    # Why the wrapping exists: `cryptography` raises a plain ValueError for these.
+    private = X25519PrivateKey.generate()
+    with pytest.raises(ValueError) as raw:
+        private.exchange(X25519PublicKey.from_public_bytes(u.to_bytes(32, "little")))
+    assert not isinstance(raw.value, SecaggError)
+
+
+def test_non_canonical_encodings_of_honest_keys_are_refused():
+    public = keys.KeyPair.generate(DeterministicRandom(2)).public_bytes
+    assert keys.check_public_key(public) == public
+    top_bit = public[:31] + bytes([public[31] | 0x80])
+    with pytest.raises(InvalidKeyError, match="canonical"):
+        keys.check_public_key(top_bit)
+    # u >= p: the 19 largest 255-bit values are spellings of 0 .. 18.
+    for u in range(_P25519, 1 << 255, 5):
+        with pytest.raises(InvalidKeyError, match="canonical"):
+            keys.check_public_key(u.to_bytes(32, "little"))
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 33, 64])
+def test_check_public_key_refuses_wrong_lengths(length):
+    with pytest.raises(InvalidKeyError, match="32 bytes"):
+        keys.check_public_key(b"\x09" * length)
+
+
+def test_check_public_key_wants_bytes():
+    with pytest.raises(TypeError):
+        keys.check_public_key("09" * 16)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(peer=st.binary(min_size=32, max_size=32))
+def test_random_peer_keys_either_agree_or_raise_the_library_error(peer):
+    a = keys.KeyPair.generate(DeterministicRandom(3))
+    try:
+        derived = keys.agree(a, peer, label=b"l", session_id=SID)
+    except InvalidKeyError:
+        with pytest.raises(InvalidKeyError):
+            keys.check_public_key(peer)
+    else:
+        assert len(derived) == 32
+        assert keys.check_public_key(peer) == peer
+
+
+@settings(max_examples=200, deadline=None)
+@given(peer=st.binary(max_size=40))
+def test_check_public_key_raises_only_the_library_error(peer):
+    try:
+        assert keys.check_public_key(peer) == peer
+    except InvalidKeyError:
+        pass
