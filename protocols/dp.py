@@ -334,12 +334,16 @@ class DifferentiallyPrivate(AggregationProtocol):
         ids = list(client_ids)
         self.check_cohort(len(ids))
         inner = self.inner.server(ids, self._inner_dim(dim), rng=rng, round=round)
+        if not isinstance(inner, ServerSession):  # the inner config is never a wrapper
+            raise TypeError(f"{self.inner.NAME} made a {type(inner).__name__}, not a ServerSession")
         return DPServer(self, inner, dim, rng)
 
     def client(
         self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
     ) -> DPClient:
         inner = self.inner.client(client_id, self._inner_dim(dim), rng=rng, round=round)
+        if not isinstance(inner, ClientSession):  # the inner config is never a wrapper
+            raise TypeError(f"{self.inner.NAME} made a {type(inner).__name__}, not a ClientSession")
         return DPClient(self, inner, dim, rng)
 
 
