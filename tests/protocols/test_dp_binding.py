@@ -164,6 +164,11 @@ def _crafted(round_start: bytes, ids: list[int]) -> bytes:
     return dataclasses.replace(msg, client_ids=tuple(ids)).to_bytes()
 
 
+def _cohort(n: int) -> list[int]:
+    """``n`` client ids, TARGET among them."""
+    return sorted([c for c in range(n + 1) if c != TARGET][: n - 1] + [TARGET])
+
+
 def _handed_to_inner(proto, round_start: bytes, x: np.ndarray, seed: int) -> np.ndarray:
     """What the DP client hands its inner session (its noised or encoded input)."""
     client = proto.client(TARGET, len(x), rng=DeterministicRandom(seed))
@@ -190,7 +195,7 @@ def test_distributed_noise_does_not_follow_the_server_s_client_list(inner, dropo
     x[0] = 0.5  # inside the clip: the clipped input is x itself
     noises = {}
     for n in [1, e - 1, e, 1000]:
-        start = _crafted(honest, sorted({TARGET, *range(n)}))
+        start = _crafted(honest, _cohort(n))
         if n < e:
             assert _refused(proto, start, dim) == []
             continue
@@ -211,7 +216,7 @@ def test_integer_noise_does_not_follow_the_server_s_client_list(mode):
     x[:4] = 0.2
     encoded = {}
     for n in [1, e, headroom, headroom + 1]:
-        start = _crafted(honest, sorted({TARGET, *range(n)}))
+        start = _crafted(honest, _cohort(n))
         if not e <= n <= headroom:
             assert _refused(proto, start, dim) == []
             continue
