@@ -166,7 +166,8 @@ def _crafted(round_start: bytes, ids: list[int]) -> bytes:
 
 def _cohort(n: int) -> list[int]:
     """``n`` client ids, TARGET among them."""
-    return sorted([c for c in range(n + 1) if c != TARGET][: n - 1] + [TARGET])
+    others = [c for c in range(n + 1) if c != TARGET]
+    return sorted([*others[: n - 1], TARGET])
 
 
 def _handed_to_inner(proto, round_start: bytes, x: np.ndarray, seed: int) -> np.ndarray:
