@@ -11,9 +11,12 @@ What a protocol accepts (its ``bits`` range, whether it can carry DDG/Skellam
 noise or distributed noise at all) is asked of the protocol's config class,
 not restated here.
 
-Besides the plan, the two DP rules of a run live here once: the event a
-round is planned to cause (:func:`round_event`) and the noise multiplier that
-spends a target ε over a run (:func:`calibrate`).
+Besides the plan, the DP rules of a run live here once: the DP configuration
+of a round (:meth:`Plan.dp_protocol`), the event a round is planned to cause
+(:func:`round_event`, which asks that configuration's
+:meth:`~protocols.DifferentiallyPrivate.event_for`, the same function the
+server's result uses, so planned and actual events cannot drift) and the noise
+multiplier that spends a target ε over a run (:func:`calibrate`).
 """
 
 from __future__ import annotations
@@ -26,13 +29,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from protocols import registry
+from protocols.dp import DifferentiallyPrivate
 from protocols.dp_modes import DP_MODES, DPMode, dp_mode
 from secagg import privacy
 
 if TYPE_CHECKING:  # pragma: no cover
     from protocols import AggregationProtocol
 
-__all__ = ["DP_MODES", "LOCAL", "Plan", "calibrate", "plan_protocols", "round_event"]
+__all__ = [
+    "DP_MODES",
+    "LOCAL",
+    "Plan",
+    "calibrate",
+    "expected_cohort",
+    "plan_protocols",
+    "round_event",
+]
 
 #: The plan that runs no aggregation at all: clients only refit their own
 #: parameters, nothing leaves a device, nothing is released (the non-releasing
@@ -219,6 +231,33 @@ class Plan:
         )
         return registry.create(self.protocol, options)
 
+    def dp_protocol(
+        self, inner: AggregationProtocol, noise_multiplier: float, n_invited: int
+    ) -> DifferentiallyPrivate:
+        """``inner`` wrapped in this plan's DP for a round inviting ``n_invited`` clients.
+
+        The noise is split over the invited cohort (``expected_clients =
+        n_invited``), over-provisioned for the plan's ``dropout``, and the event
+        is amplified by the plan's Poisson rate ``q`` when ``q < 1``.
+        """
+        if not self.dp:
+            raise ValueError("the plan has no DP (clip=None)")
+        assert self.clip is not None
+        return DifferentiallyPrivate(
+            inner,
+            mode=self.dp_mode,
+            clip=float(self.clip),
+            noise_multiplier=float(noise_multiplier),
+            expected_clients=int(n_invited),
+            dropout_rate=float(self.dropout),
+            sampling_probability=self.q if self.q < 1.0 else None,
+        )
+
+    def reporting(self, n_invited: int) -> int:
+        """How many of ``n_invited`` clients report: all but ``round(dropout · n_invited)``,
+        the ones the simulation drops at the protocol's input stage."""
+        return int(n_invited) - round(self.dropout * int(n_invited))
+
     def replace(self, **changes: Any) -> Plan:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -236,13 +275,29 @@ class Plan:
         return (self.protocol, self.bits, self.key_bits, self.dp_mode if self.dp else None)
 
 
-def round_event(plan: Plan, noise_multiplier: float | None = None) -> privacy.Event:
+def expected_cohort(plan: Plan, n_clients: int) -> int:
+    """The cohort a round of ``plan`` expects from ``n_clients``: ``max(1, round(q · n_clients))``."""
+    return max(1, round(plan.q * int(n_clients)))
+
+
+def round_event(
+    plan: Plan,
+    noise_multiplier: float | None = None,
+    *,
+    n_invited: int | None = None,
+    dim: int | None = None,
+) -> privacy.Event:
     """The DP event one round of ``plan`` is *planned* to cause.
 
-    Central and distributed Gaussian rounds (all clients reporting) cause
-    exactly this event; DDG/Skellam rounds are approximated by the Gaussian
-    with the same σ. A non-DP release is :class:`~secagg.privacy.NonPrivateEvent`,
-    a ``"local"`` round :class:`~secagg.privacy.NoOpEvent`.
+    A DP round inviting ``n_invited`` clients of ``dim`` values each, of
+    which :meth:`Plan.reporting` report, causes the event
+    :meth:`~protocols.DifferentiallyPrivate.event_for` of the round's DP
+    configuration (:meth:`Plan.dp_protocol`): the very event the server's
+    result carries when that many report. ``n_invited`` and ``dim`` are
+    required for DP plans (the distributed noise is split over the cohort;
+    DDG/Skellam's granularity depends on both). A non-DP release is
+    :class:`~secagg.privacy.NonPrivateEvent`, a ``"local"`` round
+    :class:`~secagg.privacy.NoOpEvent`.
     """
     if not plan.releases:
         return privacy.NoOpEvent()
@@ -251,10 +306,11 @@ def round_event(plan: Plan, noise_multiplier: float | None = None) -> privacy.Ev
     sigma = plan.noise_multiplier if noise_multiplier is None else noise_multiplier
     if sigma is None:
         raise ValueError("the plan has target_epsilon but no noise multiplier: calibrate first")
-    event: privacy.Event = privacy.GaussianEvent(float(sigma))
-    if plan.q < 1.0:
-        event = privacy.PoissonSampledEvent(plan.q, event)
-    return event
+    if n_invited is None or dim is None:
+        raise ValueError("a DP round's planned event needs its cohort size and dimension")
+    proto = plan.dp_protocol(plan.protocol_config(), float(sigma), n_invited)
+    # A round in which nobody reports aborts and releases nothing; plan for one.
+    return proto.event_for(int(dim), max(1, plan.reporting(n_invited)))
 
 
 @functools.lru_cache(maxsize=128)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from protocols.cost import CostEstimate
 
-from .plan import Plan, _int_in, _positive, calibrate, round_event
+from .plan import Plan, _int_in, _positive, calibrate, expected_cohort, round_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from .ledger import Ledger
@@ -102,7 +102,9 @@ class BudgetPolicy:
     discrete mechanism, which the Gaussian only approximates; for them the
     policy adds ``DISCRETE_MARGIN`` more noise than the Gaussian calibration
     asks for and checks with that Gaussian, leaving the slack for the
-    discretization (their ε then stays a little below the target).
+    discretization, and checks each round with its planned event
+    (:func:`recsys.plan.round_event`: the exact DDG/Skellam event for the
+    expected cohort, the one the server's result carries).
     """
 
     #: Relative σ margin for DDG/Skellam rounds (see the class docstring).
@@ -149,7 +151,10 @@ class BudgetPolicy:
         discrete = base.mode.discrete
         sigma = self.noise_multiplier * (1.0 + self.DISCRETE_MARGIN if discrete else 1.0)
         plan = base.replace(noise_multiplier=sigma, target_epsilon=None)
-        check = round_event(plan, self.noise_multiplier)
+        info = ledger.info
+        check = round_event(
+            plan, n_invited=expected_cohort(plan, info.n_clients), dim=info.upload_dim
+        )
         if ledger.epsilon_after(check) > self.target_epsilon:
             if self.exhausted_at is None:
                 self.exhausted_at = round

@@ -69,7 +69,7 @@ def test_protocols_names_and_configs_need_no_heavy_library():
     from protocols import SecAggPlus, Plaintext, DifferentiallyPrivate, simulate
     assert "CKKS" in protocols.__all__ and "Paillier" in protocols.__all__
     assert "CKKS" in dir(protocols)
-    DifferentiallyPrivate(SecAggPlus(), mode="ddg", clip=1.0, noise_multiplier=1.0)
+    DifferentiallyPrivate(SecAggPlus(), mode="ddg", clip=1.0, noise_multiplier=1.0, expected_clients=6)
     try:
         protocols.NoSuchProtocol
     except AttributeError:
@@ -119,7 +119,7 @@ def test_dp_loads_the_privacy_package_when_used(mode):
     code = (
         "import protocols\n"
         "PROTO = protocols.DifferentiallyPrivate(protocols.SecAggPlus(), "
-        f"mode={mode!r}, clip=1.0, noise_multiplier=1.0)\n" + ROUND
+        f"mode={mode!r}, clip=1.0, noise_multiplier=1.0, expected_clients=6)\n" + ROUND
     )
     loaded = loaded_after(code)
     assert "secagg.privacy" in loaded

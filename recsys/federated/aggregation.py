@@ -66,12 +66,4 @@ def build_protocol(
         return inner
     if noise_multiplier is None:
         raise ValueError("a DP plan needs its noise multiplier (calibrate target_epsilon first)")
-    assert plan.clip is not None
-    return protocols.DifferentiallyPrivate(
-        inner,
-        mode=plan.dp_mode,
-        clip=float(plan.clip),
-        noise_multiplier=float(noise_multiplier),
-        dropout_rate=float(plan.dropout),
-        sampling_probability=plan.q if plan.q < 1.0 else None,
-    )
+    return plan.dp_protocol(inner, float(noise_multiplier), n_invited)

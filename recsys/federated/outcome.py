@@ -19,7 +19,8 @@ import numpy as np
 import protocols
 from secagg import privacy
 
-from ..plan import Plan, round_event
+from ..ledger import RunInfo
+from ..plan import Plan, expected_cohort, round_event
 
 __all__ = ["RoundOutcome", "round_events"]
 
@@ -68,21 +69,23 @@ class RoundOutcome:
 
 
 def round_events(
-    plan: Plan, noise_multiplier: float | None, outcome: RoundOutcome | None
+    plan: Plan, noise_multiplier: float | None, outcome: RoundOutcome | None, info: RunInfo
 ) -> list[privacy.Event]:
     """The DP events one round of ``plan`` composes into the ledger.
 
     ``outcome`` is None when the protocol did not run. Then a ``"local"`` plan
     released nothing (no event), and a round that sampled nobody composes the
-    *planned* event (:func:`recsys.plan.round_event`: the mechanism ran on an
-    empty sample; composing it is the conservative choice). A round whose
+    *planned* event of the expected cohort (:func:`recsys.plan.round_event`,
+    sizes from the run's ``info``: the mechanism ran on an empty sample;
+    composing it is the conservative choice). A round whose
     protocol aborted released nothing; one that ran composes the events its
     protocol reported with DP, or a :class:`~secagg.privacy.NonPrivateEvent`.
     """
     if not plan.releases:
         return []
     if outcome is None:
-        return [round_event(plan, noise_multiplier)]
+        n_invited = expected_cohort(plan, info.n_clients)
+        return [round_event(plan, noise_multiplier, n_invited=n_invited, dim=info.upload_dim)]
     if outcome.aborted:
         return []
     return list(outcome.events) if plan.dp else [privacy.NonPrivateEvent()]

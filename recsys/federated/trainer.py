@@ -239,7 +239,7 @@ class FederatedTrainer:
                     status = "ok"
                     self.last["agg"] = outcome
                     update_seconds = self._apply(t, plan, sigma, outcome)
-        events = round_events(plan, sigma, outcome)
+        events = round_events(plan, sigma, outcome, self.ledger.info)
         epsilon = self.ledger.compose(events)
         if t % cfg.eval_every == 0 or t >= self.rounds:
             ev = self.evaluate()
@@ -314,7 +314,7 @@ class FederatedTrainer:
         c0 = time.process_time()
         inputs = self.client_uploads(cohort, plan)
         train_seconds = time.process_time() - c0
-        n_drop = round(plan.dropout * len(cohort))
+        n_drop = len(cohort) - plan.reporting(len(cohort))
         dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else cohort[:0]
         proto = build_protocol(
             plan, n_invited=len(cohort), noise_multiplier=sigma, workers=cfg.workers

@@ -24,7 +24,9 @@ def test_noise_scale_and_event(mode):
     n, d, sigma, clip = 12, 2048, 0.5, 1.0
     inputs = _inputs(n, d)
     inner = protocols.SecAggPlus(k=6, clip=8.0, bits=32)
-    proto = protocols.DifferentiallyPrivate(inner, mode=mode, clip=clip, noise_multiplier=sigma)
+    proto = protocols.DifferentiallyPrivate(
+        inner, mode=mode, clip=clip, noise_multiplier=sigma, expected_clients=n
+    )
     agg = protocols.simulate(proto, inputs, dropout={4: "masked_input"}, seed=3)
     assert agg.survivors == [c for c in range(n) if c != 4]
     error = agg.total - _clipped_sum(inputs, agg.survivors, clip)
@@ -83,7 +85,8 @@ def test_dp_client_clips_to_l2_bound():
     # L2-clipped inputs: a client with a large input contributes norm <= clip.
     inputs = {0: np.full(64, 10.0), 1: np.zeros(64), 2: np.zeros(64)}
     proto = protocols.DifferentiallyPrivate(
-        protocols.SecAgg(clip=20.0), mode="distributed", clip=1.0, noise_multiplier=1e-6
+        protocols.SecAgg(clip=20.0), mode="distributed", clip=1.0, noise_multiplier=1e-6,
+        expected_clients=3,
     )
     agg = protocols.simulate(proto, inputs, seed=0)
     assert np.linalg.norm(agg.total) == pytest.approx(1.0, abs=1e-3)
@@ -92,7 +95,8 @@ def test_dp_client_clips_to_l2_bound():
 @pytest.mark.parametrize("mode", ["ddg", "skellam"])
 def test_sampled_integer_rounds_are_accountable(mode):
     proto = protocols.DifferentiallyPrivate(
-        protocols.SecAgg(bits=32), mode=mode, clip=1.0, noise_multiplier=1.0, sampling_probability=0.05
+        protocols.SecAgg(bits=32), mode=mode, clip=1.0, noise_multiplier=1.0,
+        sampling_probability=0.05, expected_clients=4,
     )
     agg = protocols.simulate(proto, _inputs(4, 32), seed=0)
     (event,) = agg.events

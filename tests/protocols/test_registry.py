@@ -107,7 +107,7 @@ def test_dp_modes_listed_once_with_their_accountant():
     assert [dp_mode(m).accountant for m in DP_MODES] == [None, None, "rdp", "rdp"]
     inner = protocols.SecAgg()
     for mode in DP_MODES:
-        wrapped = protocols.DifferentiallyPrivate(inner, mode=mode)
+        wrapped = protocols.DifferentiallyPrivate(inner, mode=mode, expected_clients=10)
         assert wrapped.required_accountant == dp_mode(mode).accountant
         assert wrapped.INPUT_STAGE == inner.INPUT_STAGE
     with pytest.raises(ValueError, match="integer secure aggregation"):

@@ -55,7 +55,9 @@ def make_proto(family: str, n: int, dim: int) -> protocols.AggregationProtocol:
         return protocols.DifferentiallyPrivate(
             inner, mode="central", clip=2 * secagg_clip * dim**0.5 + 1, noise_multiplier=0.7
         )
-    return protocols.DifferentiallyPrivate(inner, mode="ddg", clip=1.0, noise_multiplier=0.7)
+    return protocols.DifferentiallyPrivate(
+        inner, mode="ddg", clip=1.0, noise_multiplier=0.7, expected_clients=n
+    )
 
 
 def on_grid(family: str, n: int, dim: int, seed: int) -> dict[int, np.ndarray]:

@@ -139,7 +139,7 @@ def test_budget_policy_needs_a_dp_base():
 def test_round_event():
     assert isinstance(round_event(Plan("local")), privacy.NoOpEvent)
     assert isinstance(round_event(Plan("secagg")), privacy.NonPrivateEvent)
-    e = round_event(Plan("secagg", q=0.1, clip=1.0, noise_multiplier=2.0))
+    e = round_event(Plan("secagg", q=0.1, clip=1.0, noise_multiplier=2.0), n_invited=10, dim=8)
     assert e == privacy.PoissonSampledEvent(0.1, privacy.GaussianEvent(2.0))
 
 
