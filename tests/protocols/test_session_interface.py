@@ -38,7 +38,11 @@ def configs() -> list[protocols.AggregationProtocol]:
     )
     out.append(
         protocols.DifferentiallyPrivate(
-            protocols.SecAgg(bits=32), mode="ddg", clip=1.0, noise_multiplier=1.0
+            protocols.SecAgg(bits=32),
+            mode="ddg",
+            clip=1.0,
+            noise_multiplier=1.0,
+            expected_clients=3,
         )
     )
     return out
