@@ -20,7 +20,10 @@ One round ``t`` of :class:`FederatedTrainer`:
    (:class:`~recsys.federated.server.ItemServer`);
 6. the round's DP events (:func:`~recsys.federated.outcome.round_events`)
    are composed into the ledger's accountant, the clients evaluate on their
-   own test ratings, and a :class:`~recsys.ledger.LedgerRow` is appended.
+   own held-out ratings and send their sums through the round's protocol
+   (:mod:`recsys.federated.evaluation`; the transport hook
+   :meth:`FederatedTrainer.run_evaluation`), and a
+   :class:`~recsys.ledger.LedgerRow` is appended.
 
 A round that samples nobody still composes the plan's event (the mechanism
 ran on an empty sample; composing it is the conservative choice) and leaves
@@ -52,6 +55,7 @@ from ..plan import Plan, calibrate
 from ..policies import Policy, as_policy
 from .aggregation import build_protocol
 from .config import FederatedConfig
+from .evaluation import client_vectors, evaluation_protocol, from_totals
 from .outcome import RoundOutcome, round_events
 from .population import ClientPopulation, EvalResult
 from .server import ItemServer
@@ -184,11 +188,11 @@ class FederatedTrainer:
             return ids.copy()
         return ids[self._rng.random(ids.shape[0]) < q]
 
-    def evaluate(self) -> EvalResult:
-        """Federated evaluation of the current item tables (see :meth:`ClientPopulation.evaluate`)."""
+    def client_sums(self) -> np.ndarray:
+        """Every client's evaluation sums of the served item tables (on their devices)."""
         cfg = self.config
         factors, bias = self.server.served()
-        return self.population.evaluate(
+        return self.population.client_sums(
             factors,
             bias,
             global_mean=cfg.mu,
@@ -197,6 +201,53 @@ class FederatedTrainer:
             clip=cfg.rating_scale,
             bias_scale_reg=cfg.bias_scale_reg,
         )
+
+    def evaluate(self, plan: Plan | None = None, *, round: int | None = None) -> EvalResult:
+        """Evaluation on the devices, aggregated through ``plan``'s protocol (no DP).
+
+        Every client that holds held-out ratings sends its sums
+        (:mod:`recsys.federated.evaluation`) through
+        :meth:`run_evaluation`; the server computes the metrics from the
+        totals alone. ``plan`` defaults to the last round's (the default
+        plan's before any). ``last["eval"]`` keeps the evaluation round's
+        :class:`RoundOutcome`. NaN metrics if the evaluation round aborted.
+        """
+        plan = plan or self.last.get("plan") or Plan()
+        t = self.round if round is None else round
+        proto = evaluation_protocol(plan)
+        outcome = self.run_evaluation(t, proto)
+        self.last["eval"] = outcome
+        if outcome is None or outcome.total is None:
+            nan = float("nan")
+            return EvalResult(nan, nan, 0, 0)
+        return from_totals(outcome.total, self.config.rating_scale)
+
+    def run_evaluation(self, t: int, proto: protocols.AggregationProtocol) -> RoundOutcome | None:
+        """Carry the clients' evaluation vectors through ``proto`` (the transport hook).
+
+        This default computes every client's sums here and runs real sessions
+        through :func:`protocols.simulate`, with round number ``2 t + 1``
+        (training rounds are even on a transport that needs growing round
+        numbers); the Flower app overrides it to evaluate on the nodes.
+        Returns None when no client has anything to score.
+        """
+        sums = self.client_sums()
+        ids = np.flatnonzero((sums[:, 2] > 0) | (sums[:, 6] > 0))
+        if not len(ids):
+            return None
+        vectors = client_vectors(sums[ids], self.config.rating_scale)
+        inputs = {int(c): vectors[j] for j, c in enumerate(ids)}
+        seed = self.config.protocol_seed
+        try:
+            result = protocols.simulate(
+                proto,
+                inputs,
+                seed=None if seed is None else seed * 1_000_003 + 2 * t + 1,
+                round=2 * t + 1,
+            )
+        except protocols.ProtocolAborted as exc:
+            return RoundOutcome.aborted_with(str(exc))
+        return RoundOutcome.of(result, train_seconds=0.0)
 
     def client_uploads(self, cohort: np.ndarray, plan: Plan) -> dict[int, np.ndarray]:
         """Local training of ``cohort`` from the current item tables; the vectors they upload."""
@@ -241,19 +292,21 @@ class FederatedTrainer:
                     update_seconds = self._apply(t, plan, sigma, outcome)
         events = round_events(plan, sigma, outcome)
         epsilon = self.ledger.compose(events)
-        if t % cfg.eval_every == 0 or t >= self.rounds:
-            ev = self.evaluate()
-            rmse, mae = ev.rmse, ev.mae
-        else:
-            rmse = mae = float("nan")
         self.round = t
+        nan = float("nan")
+        ev, eval_bytes = EvalResult(nan, nan, 0, 0), 0
+        if t % cfg.eval_every == 0 or t >= self.rounds:
+            ev = self.evaluate(plan, round=t)
+            done = self.last.get("eval")
+            if done is not None and done.stats is not None:
+                eval_bytes = done.stats.bytes_up + done.stats.bytes_down
         stats = outcome.stats if outcome is not None else None
         train_seconds = outcome.train_seconds if outcome is not None else 0.0
         out = LedgerRow(
             round=t,
             protocol=plan.protocol,
-            rmse=rmse,
-            mae=mae,
+            rmse=ev.rmse,
+            mae=ev.mae,
             epsilon=epsilon,
             delta=self.ledger.delta,
             bytes_up=stats.bytes_up if stats is not None else 0,
@@ -274,6 +327,9 @@ class FederatedTrainer:
             status=status,
             events=[privacy.to_json(e) for e in events],
             plan=plan.to_dict(),
+            hr10=ev.hr,
+            ndcg10=ev.ndcg,
+            eval_bytes=eval_bytes,
         )
         self.ledger.append(out)
         return out
