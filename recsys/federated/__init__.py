@@ -37,7 +37,7 @@ from .local import (
     solve_user_params,
 )
 from .outcome import RoundOutcome, round_events
-from .population import ClientPopulation, EvalResult
+from .population import ClientPopulation, EvalResult, Roster
 from .server import ItemServer
 from .trainer import FederatedTrainer, cohort_uploads
 from .update import UpdateLayout
@@ -49,6 +49,7 @@ __all__ = [
     "FederatedTrainer",
     "ItemServer",
     "LocalUpdate",
+    "Roster",
     "RoundOutcome",
     "UpdateLayout",
     "build_protocol",

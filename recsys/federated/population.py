@@ -10,6 +10,7 @@ user so that a cohort's local work runs vectorized (see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,31 @@ from ..metrics import hit_and_ndcg
 from .evaluation import FIELDS, TOP_K, EvalResult, from_sums
 from .local import LocalUpdate, evaluate_rows, heldout_ranks, local_update, solve_user_params
 
-__all__ = ["ClientPopulation", "EvalResult"]
+__all__ = ["ClientPopulation", "EvalResult", "Roster"]
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The public facts about a run's clients, for a server that holds none of their data.
+
+    What :class:`~recsys.federated.FederatedTrainer` needs when the clients
+    train and evaluate on their own devices (the Flower app): who may be
+    sampled and the sizes of the id spaces.
+    """
+
+    client_ids: NDArray[np.int64]
+    n_users: int
+    n_items: int
+
+    def __post_init__(self) -> None:
+        ids = np.unique(np.asarray(self.client_ids, dtype=np.int64))
+        if not len(ids) or ids[0] < 0 or ids[-1] >= self.n_users:
+            raise ValueError("client ids must be a non-empty subset of [0, n_users)")
+        object.__setattr__(self, "client_ids", ids)
+
+    @property
+    def n_clients(self) -> int:
+        return int(self.client_ids.shape[0])
 
 
 def _sorted_by_user(r: Ratings) -> tuple[Tensor, Tensor, Tensor]:

@@ -57,7 +57,7 @@ from .aggregation import build_protocol
 from .config import FederatedConfig
 from .evaluation import client_vectors, evaluation_protocol, from_totals
 from .outcome import RoundOutcome, round_events
-from .population import ClientPopulation, EvalResult
+from .population import ClientPopulation, EvalResult, Roster
 from .server import ItemServer
 from .update import UpdateLayout
 
@@ -109,6 +109,10 @@ class FederatedTrainer:
         train, test: ratings split over the same id spaces (e.g.
             :func:`recsys.data.random_split`); user ``u``'s ratings are
             client ``u``'s data. ``test`` may be None (no evaluation).
+            A :class:`~recsys.federated.population.Roster` instead of
+            ``train`` (and no ``test``): the server holds no ratings, and a
+            subclass's :meth:`run_protocol` and :meth:`run_evaluation` reach
+            the clients on their devices (``examples/flower_app``).
         policy: a :class:`~recsys.plan.Plan` (the same every round) or a
             callable ``(round, ledger) -> Plan | None``.
         config: the run's fixed settings; keyword ``overrides`` replace
@@ -122,7 +126,7 @@ class FederatedTrainer:
 
     def __init__(
         self,
-        train: Ratings,
+        train: Ratings | Roster,
         test: Ratings | None = None,
         policy: Plan | Policy | None = None,
         config: FederatedConfig | None = None,
@@ -138,14 +142,19 @@ class FederatedTrainer:
             if overrides
             else (config or FederatedConfig())
         )
-        if len(train) == 0:
+        if isinstance(train, Roster):
+            if test is not None:
+                raise ValueError("a trainer without client data (a Roster) takes no test set")
+        elif len(train) == 0:
             raise ValueError("cannot train on an empty rating set")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be a positive int, got {rounds!r}")
         self.config = cfg
         self.policy = as_policy(policy if policy is not None else Plan())
         self.rounds = rounds
-        self.population = ClientPopulation(train, test, cfg.n_factors)
+        self.population: ClientPopulation | Roster = (
+            train if isinstance(train, Roster) else ClientPopulation(train, test, cfg.n_factors)
+        )
         self.server = ItemServer(train.n_items, cfg.n_factors, cfg)
         self.layout = UpdateLayout(train.n_items, cfg.n_factors, weighted=cfg.aggregation == "item")
         self._rng = np.random.default_rng([cfg.seed, 0x5A3])  # sampling and dropouts
@@ -170,6 +179,15 @@ class FederatedTrainer:
         self.last: dict[str, Any] = {}
 
     # -- helpers --------------------------------------------------------------
+    def _clients(self) -> ClientPopulation:
+        """The simulated clients' data (absent when the clients are remote devices)."""
+        if isinstance(self.population, Roster):
+            raise TypeError(
+                "this trainer holds no client data (a Roster): its run_protocol and "
+                "run_evaluation must reach the clients' devices"
+            )
+        return self.population
+
     def noise_multiplier(self, plan: Plan) -> float | None:
         """σ of a DP plan: given, or calibrated from ``target_epsilon`` for the planned rounds."""
         if not plan.dp:
@@ -192,7 +210,7 @@ class FederatedTrainer:
         """Every client's evaluation sums of the served item tables (on their devices)."""
         cfg = self.config
         factors, bias = self.server.served()
-        return self.population.client_sums(
+        return self._clients().client_sums(
             factors,
             bias,
             global_mean=cfg.mu,
@@ -214,18 +232,18 @@ class FederatedTrainer:
         """
         plan = plan or self.last.get("plan") or Plan()
         t = self.round if round is None else round
-        proto = evaluation_protocol(plan)
-        outcome = self.run_evaluation(t, proto)
+        outcome = self.run_evaluation(t, plan)
         self.last["eval"] = outcome
         if outcome is None or outcome.total is None:
             nan = float("nan")
             return EvalResult(nan, nan, 0, 0)
         return from_totals(outcome.total, self.config.rating_scale)
 
-    def run_evaluation(self, t: int, proto: protocols.AggregationProtocol) -> RoundOutcome | None:
-        """Carry the clients' evaluation vectors through ``proto`` (the transport hook).
+    def run_evaluation(self, t: int, plan: Plan) -> RoundOutcome | None:
+        """Carry the clients' evaluation vectors through the protocol (the transport hook).
 
-        This default computes every client's sums here and runs real sessions
+        The protocol is :func:`~recsys.federated.evaluation.evaluation_protocol`
+        of ``plan``. This default computes every client's sums here and runs real sessions
         through :func:`protocols.simulate`, with round number ``2 t + 1``
         (training rounds are even on a transport that needs growing round
         numbers); the Flower app overrides it to evaluate on the nodes.
@@ -240,7 +258,7 @@ class FederatedTrainer:
         seed = self.config.protocol_seed
         try:
             result = protocols.simulate(
-                proto,
+                evaluation_protocol(plan),
                 inputs,
                 seed=None if seed is None else seed * 1_000_003 + 2 * t + 1,
                 round=2 * t + 1,
@@ -253,7 +271,7 @@ class FederatedTrainer:
         """Local training of ``cohort`` from the current item tables; the vectors they upload."""
         factors, bias = self.server.download()
         vectors = cohort_uploads(
-            self.population, self.layout, self.config, factors, bias, cohort, plan
+            self._clients(), self.layout, self.config, factors, bias, cohort, plan
         )
         return {int(cid): vectors[j] for j, cid in enumerate(cohort)}
 
