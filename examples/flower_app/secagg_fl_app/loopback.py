@@ -243,12 +243,12 @@ class Deployment:
             raise RuntimeError(f"flwr {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
 
-    def run_app(self, out_dir: Path, **config) -> None:
-        """Start a run of the app (returns at once; the ServerApp writes ``out_dir``)."""
+    def run_app(self, out_dir: Path, *, app: Path = APP, **config) -> None:
+        """Start a run of ``app`` (returns at once; the ServerApp writes ``out_dir``)."""
         config["out-dir"] = str(out_dir)
         config.setdefault("num-nodes", len(self.nodes))
         rc = " ".join(f"{k}={json.dumps(v)}" for k, v in config.items())
-        self.flwr("run", str(APP), "local", "--run-config", rc)
+        self.flwr("run", str(app), "local", "--run-config", rc)
 
     def close(self) -> None:
         for p in [*self.nodes, self.superlink]:
