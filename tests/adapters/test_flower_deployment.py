@@ -54,13 +54,17 @@ def test_recsys_run_survives_a_killed_supernode(tmp_path):
         # its peers' shares; its masked input is still to come).
         loopback.wait_for(
             "the victim's second protocol reply",
-            lambda: victim.text().count("Sending: train.secagg_fl") >= sent + 2
-            or loopback.run_finished(out),
+            lambda: (
+                victim.text().count("Sending: train.secagg_fl") >= sent + 2
+                or loopback.run_finished(out)
+            ),
             RUN_TIMEOUT,
         )
         assert not loopback.run_finished(out), "the run ended before the node was killed"
         victim.kill()
-        rounds = loopback.wait_for("the run to end", lambda: loopback.run_finished(out), RUN_TIMEOUT)
+        rounds = loopback.wait_for(
+            "the run to end", lambda: loopback.run_finished(out), RUN_TIMEOUT
+        )
     train, evaluate = (next(r for r in rounds if r["kind"] == k) for k in ("train", "evaluate"))
     others = sorted(n for n in dep.node_ids if n != victim_id)
     for r in (train, evaluate):
@@ -82,7 +86,9 @@ def test_tls_and_supernode_authentication(tmp_path):
     with loopback.Deployment(tmp_path / "tls", parts, tls=True, auth=True) as dep:
         assert "--insecure" not in " ".join(dep.superlink.popen.args)
         dep.run_app(out, task="vector", protocol="secagg", rounds=1, dim=dim)
-        rounds = loopback.wait_for("the run to end", lambda: loopback.run_finished(out), RUN_TIMEOUT)
+        rounds = loopback.wait_for(
+            "the run to end", lambda: loopback.run_finished(out), RUN_TIMEOUT
+        )
     (r,) = [r for r in rounds if r["kind"] == "vector"]
     assert r["status"] == "ok" and not r["failures"]
     assert sorted(r["survivors"]) == sorted(dep.node_ids)
