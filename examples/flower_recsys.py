@@ -35,10 +35,12 @@ What runs where:
 - ServerApp: a :class:`FederatedTrainer` whose aggregation step is replaced
   by :func:`protocols.adapters.flower.run_round` (the rest of its round:
   policy, Poisson sampling, calibration, DP accounting, server update,
-  ledger, is the trainer's own). Evaluation is the trainer's: the server
-  process scores every user's held-out ratings after refitting the user's
-  parameters (the in-process "federated evaluation"; in a deployment that
-  would be a Flower evaluate round).
+  ledger, is the trainer's own). Evaluation is the in-process trainer's
+  (:meth:`FederatedTrainer.run_evaluation`: each user's sums through the
+  round's protocol in :func:`protocols.simulate`), computed in the server
+  process from the whole data set: a simulation shortcut. On Flower's
+  deployment engine use the app in ``examples/flower_app``, whose nodes
+  hold only their own ratings and evaluate on the device.
 
 ``--dropout`` (the in-process simulator's dropout knob) is not offered: on
 Flower, dropouts are real node failures or timeouts (``--timeout``), which

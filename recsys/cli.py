@@ -88,8 +88,11 @@ def _format_row(row: LedgerRow) -> str:
     eps = "inf" if math.isinf(row.epsilon) else f"{row.epsilon:.3f}"
     rmse = "  -   " if math.isnan(row.rmse) else f"{row.rmse:.4f}"
     mae = "  -   " if math.isnan(row.mae) else f"{row.mae:.4f}"
+    hr = "  -   " if math.isnan(row.hr10) else f"{row.hr10:.4f}"
+    ndcg = "  -   " if math.isnan(row.ndcg10) else f"{row.ndcg10:.4f}"
     return (
-        f"round {row.round:3d}  {row.protocol:9s} rmse {rmse} mae {mae} eps {eps:>7s}  "
+        f"round {row.round:3d}  {row.protocol:9s} rmse {rmse} mae {mae} "
+        f"hr@10 {hr} ndcg@10 {ndcg} eps {eps:>7s}  "
         f"up {row.bytes_up / 1e6:8.2f} MB  down {row.bytes_down / 1e6:8.2f} MB  "
         f"client {row.client_seconds:7.2f} s  server {row.server_seconds:6.2f} s  "
         f"survivors {row.survivors}/{row.sampled}"
@@ -229,7 +232,8 @@ def _train(args: argparse.Namespace) -> int:
     if final is not None:
         eps = "inf" if math.isinf(final.epsilon) else f"{final.epsilon:.3f}"
         print(
-            f"final test RMSE {final.rmse:.4f} MAE {final.mae:.4f} eps {eps} "
+            f"final test RMSE {final.rmse:.4f} MAE {final.mae:.4f} HR@10 {final.hr10:.4f} "
+            f"NDCG@10 {final.ndcg10:.4f} eps {eps} "
             f"(delta {final.delta:g}) after {final.round} rounds in "
             f"{time.perf_counter() - start:.1f} s"
         )

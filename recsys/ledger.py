@@ -3,7 +3,7 @@
 Each :class:`LedgerRow` records what a round did (protocol, plan, how many
 clients were sampled and survived), what it cost (bytes up and down, client
 and server CPU seconds, wall time) and where the run stands (test RMSE/MAE
-after the round, cumulative ε at the run's δ). The :class:`Ledger` owns the
+after the round, HR@10/NDCG@10, cumulative ε at the run's δ). The :class:`Ledger` owns the
 privacy accountant: every round's DP events (``SimulationResult.events``) are
 composed into it and ε is read back, so ε is cumulative over the run. The
 events themselves are stored in each row (as :func:`secagg.privacy.to_json`
@@ -12,8 +12,8 @@ strings), so anyone can recompute ε from ``ledger.jsonl`` alone.
 File format (``ledger.jsonl``): one JSON object per line, one line per round,
 written as the round ends (a crashed run keeps its finished rounds). Strict
 JSON: a non-finite number is written as ``null`` — ``epsilon: null`` means ε is
-infinite (a non-private release happened), ``rmse: null`` that there was no
-test rating to score.
+infinite (a non-private release happened), ``rmse: null`` (``hr10: null``)
+that there was no evaluation or no test rating to score (to rank).
 """
 
 from __future__ import annotations
@@ -82,6 +82,10 @@ class LedgerRow:
     server-to-client messages); ``client_seconds`` client CPU (local training,
     ``train_seconds``, plus protocol work), ``server_seconds`` server CPU
     (protocol plus applying the update); ``wall_seconds`` the round's wall time.
+    Accuracy after the round, from the evaluation on the devices
+    (:mod:`recsys.federated.evaluation`; NaN in rounds without one): ``rmse``,
+    ``mae`` on the held-out ratings, ``hr10``, ``ndcg10`` under leave-one-out;
+    ``eval_bytes`` the protocol bytes (up and down) of that evaluation round.
     """
 
     round: int
@@ -108,6 +112,9 @@ class LedgerRow:
     status: str = "ok"  # ok | empty (nobody sampled) | aborted | local
     events: list[str] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
+    hr10: float = math.nan
+    ndcg10: float = math.nan
+    eval_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite floats become ``None``)."""
@@ -124,7 +131,7 @@ class LedgerRow:
         values = {k: v for k, v in data.items() if k in known}
         if values.get("epsilon", 0.0) is None:
             values["epsilon"] = math.inf
-        for key in ("rmse", "mae"):
+        for key in ("rmse", "mae", "hr10", "ndcg10"):
             if values.get(key, 0.0) is None:
                 values[key] = math.nan
         return cls(**values)

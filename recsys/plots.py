@@ -1,7 +1,7 @@
 """PNG plots of federated runs from their ledgers (matplotlib, Agg canvas).
 
-* :func:`plot_run` — one run, per round: test RMSE and MAE, cumulative ε,
-  and cost (bytes up and down, client and server CPU seconds).
+* :func:`plot_run` — one run, per round: test RMSE and MAE, HR@10 and
+  NDCG@10 (leave-one-out), cumulative ε, and cost (bytes up and down, client and server CPU seconds).
 * :func:`plot_comparison` — several runs against each other: RMSE against
   cumulative ε, against cumulative bytes and against cumulative CPU seconds.
 
@@ -46,19 +46,25 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
 
 
 def plot_run(rows: Rows, path: str | os.PathLike[str], *, title: str | None = None) -> None:
-    """Write a 3-panel PNG of one run: accuracy, cumulative ε and cost per round."""
+    """Write a 4-panel PNG of one run: rating error, ranking, cumulative ε and cost per round."""
     data = _rows(rows)
     if not data:
         raise ValueError("no ledger rows to plot")
     r = [row.round for row in data]
-    fig = Figure(figsize=(12, 3.8))
-    ax_acc, ax_eps, ax_cost = fig.subplots(1, 3)
+    fig = Figure(figsize=(16, 3.8))
+    ax_acc, ax_rank, ax_eps, ax_cost = fig.subplots(1, 4)
 
     ax_acc.plot(r, _finite(row.rmse for row in data), "o-", ms=3, label="RMSE")
     ax_acc.plot(r, _finite(row.mae for row in data), "s--", ms=3, label="MAE")
     ax_acc.set(xlabel="round", ylabel="test error", title="accuracy")
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()
+
+    ax_rank.plot(r, _finite(row.hr10 for row in data), "o-", ms=3, label="HR@10")
+    ax_rank.plot(r, _finite(row.ndcg10 for row in data), "s--", ms=3, label="NDCG@10")
+    ax_rank.set(xlabel="round", ylabel="leave-one-out", title="ranking")
+    ax_rank.grid(alpha=0.3)
+    ax_rank.legend()
 
     eps = [row.epsilon for row in data]
     if any(math.isinf(e) for e in eps):

@@ -21,6 +21,7 @@ QUICK = {
     "privacy.py": ["--quick"],
     "he.py": ["--quick"],
     "secagg.py": ["--quick", "--no-flower", "--no-profile"],
+    "flower_deployment.py": ["--quick"],
 }
 
 

@@ -21,14 +21,23 @@ are :mod:`recsys.model` and :mod:`recsys.losses`; :mod:`.local` is what one
 client computes, :mod:`.update` the upload's layout, :mod:`.population` the
 clients, :mod:`.server` the server, :mod:`.aggregation` the protocol of a
 plan, :mod:`.outcome` what a round's aggregation gave and the DP events it
-composes, :mod:`.trainer` the loop.
+composes, :mod:`.evaluation` the evaluation on the devices (sums through the
+round's protocol: RMSE, MAE, HR@10, NDCG@10), :mod:`.trainer` the loop.
 """
 
 from .aggregation import build_protocol, coordinate_bound
 from .config import FederatedConfig
-from .local import LocalUpdate, evaluate_rows, item_step, local_update, solve_user_params
+from .evaluation import client_vectors, evaluation_protocol, from_sums, from_totals
+from .local import (
+    LocalUpdate,
+    evaluate_rows,
+    heldout_ranks,
+    item_step,
+    local_update,
+    solve_user_params,
+)
 from .outcome import RoundOutcome, round_events
-from .population import ClientPopulation, EvalResult
+from .population import ClientPopulation, EvalResult, Roster
 from .server import ItemServer
 from .trainer import FederatedTrainer, cohort_uploads
 from .update import UpdateLayout
@@ -40,12 +49,18 @@ __all__ = [
     "FederatedTrainer",
     "ItemServer",
     "LocalUpdate",
+    "Roster",
     "RoundOutcome",
     "UpdateLayout",
     "build_protocol",
+    "client_vectors",
     "cohort_uploads",
     "coordinate_bound",
     "evaluate_rows",
+    "evaluation_protocol",
+    "from_sums",
+    "from_totals",
+    "heldout_ranks",
     "item_step",
     "local_update",
     "round_events",

@@ -54,6 +54,7 @@ from ..model import GatheredParams, predict
 __all__ = [
     "LocalUpdate",
     "evaluate_rows",
+    "heldout_ranks",
     "item_step",
     "local_update",
     "solve_user_params",
@@ -283,3 +284,31 @@ def evaluate_rows(
     sae = torch.zeros(n_users, dtype=dtype).index_add_(0, row_user, err.abs())
     count = torch.bincount(row_user, minlength=n_users).to(dtype)
     return sse, sae, count
+
+
+def heldout_ranks(
+    user_factors: Tensor,
+    user_bias: Tensor,
+    item_factors: Tensor,
+    item_bias: Tensor,
+    target: Tensor,
+    rated: Tensor,
+    *,
+    global_mean: float,
+    user_scale: Tensor | None = None,
+) -> Tensor:
+    """0-based rank of each user's held-out item among the items the user has not rated.
+
+    Row ``u`` of the user tensors is one user (``(U, k)``, ``(U,)``),
+    ``target[u]`` its held-out item, ``rated[u]`` a boolean row over all
+    items of what it rated (train and test, held-out item included); the
+    item tables are whole. The rank counts the unrated items scored strictly
+    higher than the held-out item (ties in its favour), by the unclipped
+    prediction. Per-user math only: each device can rank its own item.
+    """
+    scores = global_mean + user_bias.unsqueeze(1) + item_bias.unsqueeze(0)
+    if user_scale is not None:
+        scores = scores + user_scale.unsqueeze(1) * item_bias.unsqueeze(0)
+    scores = scores + user_factors @ item_factors.T
+    mine = scores.gather(1, target.unsqueeze(1))
+    return ((scores > mine) & ~rated).sum(dim=1)

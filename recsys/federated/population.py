@@ -2,15 +2,16 @@
 
 One client per user. A client's training ratings, test ratings, user vector
 and user bias stay here — the only things that leave a client are its upload
-vector (:mod:`recsys.federated.update`) and, for the plaintext evaluation
-metadata, its error sums. The arrays are stored per rating and sorted by
+vector (:mod:`recsys.federated.update`) and its evaluation sums
+(:mod:`recsys.federated.evaluation`), each through an aggregation protocol. The arrays are stored per rating and sorted by
 user so that a cohort's local work runs vectorized (see
 :mod:`recsys.federated.local` for why that is still per-device math).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +19,35 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from ..data import Ratings
-from .local import LocalUpdate, evaluate_rows, local_update, solve_user_params
+from ..metrics import hit_and_ndcg
+from .evaluation import FIELDS, TOP_K, EvalResult, from_sums
+from .local import LocalUpdate, evaluate_rows, heldout_ranks, local_update, solve_user_params
 
-__all__ = ["ClientPopulation", "EvalResult"]
+__all__ = ["ClientPopulation", "EvalResult", "Roster"]
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The public facts about a run's clients, for a server that holds none of their data.
+
+    What :class:`~recsys.federated.FederatedTrainer` needs when the clients
+    train and evaluate on their own devices (the Flower app): who may be
+    sampled and the sizes of the id spaces.
+    """
+
+    client_ids: NDArray[np.int64]
+    n_users: int
+    n_items: int
+
+    def __post_init__(self) -> None:
+        ids = np.unique(np.asarray(self.client_ids, dtype=np.int64))
+        if not len(ids) or ids[0] < 0 or ids[-1] >= self.n_users:
+            raise ValueError("client ids must be a non-empty subset of [0, n_users)")
+        object.__setattr__(self, "client_ids", ids)
+
+    @property
+    def n_clients(self) -> int:
+        return int(self.client_ids.shape[0])
 
 
 def _sorted_by_user(r: Ratings) -> tuple[Tensor, Tensor, Tensor]:
@@ -32,13 +59,22 @@ def _sorted_by_user(r: Ratings) -> tuple[Tensor, Tensor, Tensor]:
     )
 
 
-class EvalResult(NamedTuple):
-    """A federated evaluation: error over all clients' test ratings."""
+def _leave_one_out(train: Ratings, test: Ratings | None) -> tuple[NDArray[np.int64], Tensor]:
+    """Each user's held-out item for ranking (-1: none) and the mask of what it rated.
 
-    rmse: float
-    mae: float
-    n: int  # test ratings scored
-    clients: int  # clients that had test ratings
+    The held-out item is the user's last-rated test rating (latest timestamp,
+    the last in order among ties); see :mod:`recsys.federated.evaluation`.
+    """
+    target = np.full(train.n_users, -1, dtype=np.int64)
+    rated = torch.zeros(train.n_users, train.n_items, dtype=torch.bool)
+    rated[torch.as_tensor(np.array(train.user)), torch.as_tensor(np.array(train.item))] = True
+    if test is None or not len(test):
+        return target, rated
+    order = np.lexsort((np.arange(len(test)), np.asarray(test.timestamp), np.asarray(test.user)))
+    users, items = np.asarray(test.user)[order], np.asarray(test.item)[order]
+    target[users] = items  # later rows overwrite earlier: the last-rated item wins
+    rated[torch.as_tensor(users), torch.as_tensor(items)] = True
+    return target, rated
 
 
 class ClientPopulation:
@@ -74,6 +110,7 @@ class ClientPopulation:
         self.user_factors = torch.zeros(self.n_users, n_factors, dtype=torch.float64)
         self.user_bias = torch.zeros(self.n_users, dtype=torch.float64)
         self.user_scale = torch.zeros(self.n_users, dtype=torch.float64)
+        self.heldout_item, self.rated = _leave_one_out(train, test)
 
     @property
     def n_clients(self) -> int:
@@ -129,7 +166,7 @@ class ClientPopulation:
             self.user_scale[idx] = upd.user_scale
         return upd, items, local
 
-    def evaluate(
+    def client_sums(
         self,
         item_factors: Tensor,
         item_bias: Tensor,
@@ -139,22 +176,23 @@ class ClientPopulation:
         reg_bias: float,
         clip: tuple[float, float],
         bias_scale_reg: float | None = None,
-    ) -> EvalResult:
-        """Federated evaluation: every client scores its own test ratings.
+    ) -> np.ndarray:
+        """What every client computes on its device to evaluate the model: ``(n_users, 7)``.
 
         Each client first refits its user parameters to the current item
         tables on its *training* ratings (the same local solve as in
-        training; nothing leaves the device), then computes its sums of
-        squared and absolute errors and its count. Only those three numbers
-        per client are reported and summed — plaintext metadata, outside the
-        aggregation protocol and outside the DP accounting, as is usual for
-        federated evaluation. Users with test but no training ratings are
-        scored with zero user parameters (the global mean plus item bias).
-        With ``bias_scale_reg`` the refit includes each client's scale of the
-        item bias (see :mod:`recsys.federated.local`).
+        training; nothing leaves the device), then computes the fields of
+        :data:`recsys.federated.evaluation.FIELDS`: its sums of squared and
+        absolute errors on its held-out ratings and their count, and the
+        HR@10 and NDCG@10 of its leave-one-out item. Users with held-out but
+        no training ratings are scored with zero user parameters (the global
+        mean plus item bias). With ``bias_scale_reg`` the refit includes each
+        client's scale of the item bias (see :mod:`recsys.federated.local`).
+        Rows are per user id; a user with nothing held out has a zero row.
         """
+        out = np.zeros((self.n_users, len(FIELDS)))
         if self.test_rating.shape[0] == 0:
-            return EvalResult(float("nan"), float("nan"), 0, 0)
+            return out
         p, bu, scale = solve_user_params(
             item_factors[self.train_item],
             item_bias[self.train_item],
@@ -178,10 +216,30 @@ class ClientPopulation:
             clip=clip,
             user_scale=scale,
         )
-        n = float(count.sum())
-        return EvalResult(
-            float(torch.sqrt(sse.sum() / n)),
-            float(sae.sum() / n),
-            int(n),
-            int((count > 0).sum()),
-        )
+        out[:, 0], out[:, 1], out[:, 2] = sse.numpy(), sae.numpy(), count.numpy()
+        out[:, 3] = count.numpy() > 0
+        users = np.flatnonzero(self.heldout_item >= 0)
+        if len(users):
+            idx = torch.as_tensor(users)
+            ranks = heldout_ranks(
+                p[idx],
+                bu[idx],
+                item_factors,
+                item_bias,
+                torch.as_tensor(self.heldout_item[users]),
+                self.rated[idx],
+                global_mean=global_mean,
+                user_scale=None if scale is None else scale[idx],
+            )
+            hit, gain = hit_and_ndcg(ranks.numpy(), TOP_K)
+            out[users, 4], out[users, 5], out[users, 6] = hit, gain, 1.0
+        return out
+
+    def evaluate(self, item_factors: Tensor, item_bias: Tensor, **kwargs: Any) -> EvalResult:
+        """Every client's :meth:`client_sums`, added up here in the clear (the reference).
+
+        The trainer aggregates the same sums through the round's protocol
+        instead (:meth:`recsys.federated.FederatedTrainer.evaluate`); this
+        is what that must agree with.
+        """
+        return from_sums(self.client_sums(item_factors, item_bias, **kwargs).sum(axis=0))

@@ -20,7 +20,10 @@ One round ``t`` of :class:`FederatedTrainer`:
    (:class:`~recsys.federated.server.ItemServer`);
 6. the round's DP events (:func:`~recsys.federated.outcome.round_events`)
    are composed into the ledger's accountant, the clients evaluate on their
-   own test ratings, and a :class:`~recsys.ledger.LedgerRow` is appended.
+   own held-out ratings and send their sums through the round's protocol
+   (:mod:`recsys.federated.evaluation`; the transport hook
+   :meth:`FederatedTrainer.run_evaluation`), and a
+   :class:`~recsys.ledger.LedgerRow` is appended.
 
 A round that samples nobody still composes the plan's event (the mechanism
 ran on an empty sample; composing it is the conservative choice) and leaves
@@ -52,8 +55,9 @@ from ..plan import Plan, calibrate
 from ..policies import Policy, as_policy
 from .aggregation import build_protocol
 from .config import FederatedConfig
+from .evaluation import client_vectors, evaluation_protocol, from_totals
 from .outcome import RoundOutcome, round_events
-from .population import ClientPopulation, EvalResult
+from .population import ClientPopulation, EvalResult, Roster
 from .server import ItemServer
 from .update import UpdateLayout
 
@@ -105,6 +109,10 @@ class FederatedTrainer:
         train, test: ratings split over the same id spaces (e.g.
             :func:`recsys.data.random_split`); user ``u``'s ratings are
             client ``u``'s data. ``test`` may be None (no evaluation).
+            A :class:`~recsys.federated.population.Roster` instead of
+            ``train`` (and no ``test``): the server holds no ratings, and a
+            subclass's :meth:`run_protocol` and :meth:`run_evaluation` reach
+            the clients on their devices (``examples/flower_app``).
         policy: a :class:`~recsys.plan.Plan` (the same every round) or a
             callable ``(round, ledger) -> Plan | None``.
         config: the run's fixed settings; keyword ``overrides`` replace
@@ -118,7 +126,7 @@ class FederatedTrainer:
 
     def __init__(
         self,
-        train: Ratings,
+        train: Ratings | Roster,
         test: Ratings | None = None,
         policy: Plan | Policy | None = None,
         config: FederatedConfig | None = None,
@@ -134,14 +142,19 @@ class FederatedTrainer:
             if overrides
             else (config or FederatedConfig())
         )
-        if len(train) == 0:
+        if isinstance(train, Roster):
+            if test is not None:
+                raise ValueError("a trainer without client data (a Roster) takes no test set")
+        elif len(train) == 0:
             raise ValueError("cannot train on an empty rating set")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be a positive int, got {rounds!r}")
         self.config = cfg
         self.policy = as_policy(policy if policy is not None else Plan())
         self.rounds = rounds
-        self.population = ClientPopulation(train, test, cfg.n_factors)
+        self.population: ClientPopulation | Roster = (
+            train if isinstance(train, Roster) else ClientPopulation(train, test, cfg.n_factors)
+        )
         self.server = ItemServer(train.n_items, cfg.n_factors, cfg)
         self.layout = UpdateLayout(train.n_items, cfg.n_factors, weighted=cfg.aggregation == "item")
         self._rng = np.random.default_rng([cfg.seed, 0x5A3])  # sampling and dropouts
@@ -166,6 +179,15 @@ class FederatedTrainer:
         self.last: dict[str, Any] = {}
 
     # -- helpers --------------------------------------------------------------
+    def _clients(self) -> ClientPopulation:
+        """The simulated clients' data (absent when the clients are remote devices)."""
+        if isinstance(self.population, Roster):
+            raise TypeError(
+                "this trainer holds no client data (a Roster): its run_protocol and "
+                "run_evaluation must reach the clients' devices"
+            )
+        return self.population
+
     def noise_multiplier(self, plan: Plan) -> float | None:
         """σ of a DP plan: given, or calibrated from ``target_epsilon`` for the planned rounds."""
         if not plan.dp:
@@ -184,11 +206,11 @@ class FederatedTrainer:
             return ids.copy()
         return ids[self._rng.random(ids.shape[0]) < q]
 
-    def evaluate(self) -> EvalResult:
-        """Federated evaluation of the current item tables (see :meth:`ClientPopulation.evaluate`)."""
+    def client_sums(self) -> np.ndarray:
+        """Every client's evaluation sums of the served item tables (on their devices)."""
         cfg = self.config
         factors, bias = self.server.served()
-        return self.population.evaluate(
+        return self._clients().client_sums(
             factors,
             bias,
             global_mean=cfg.mu,
@@ -198,11 +220,58 @@ class FederatedTrainer:
             bias_scale_reg=cfg.bias_scale_reg,
         )
 
+    def evaluate(self, plan: Plan | None = None, *, round: int | None = None) -> EvalResult:
+        """Evaluation on the devices, aggregated through ``plan``'s protocol (no DP).
+
+        Every client that holds held-out ratings sends its sums
+        (:mod:`recsys.federated.evaluation`) through
+        :meth:`run_evaluation`; the server computes the metrics from the
+        totals alone. ``plan`` defaults to the last round's (the default
+        plan's before any). ``last["eval"]`` keeps the evaluation round's
+        :class:`RoundOutcome`. NaN metrics if the evaluation round aborted.
+        """
+        plan = plan or self.last.get("plan") or Plan()
+        t = self.round if round is None else round
+        outcome = self.run_evaluation(t, plan)
+        self.last["eval"] = outcome
+        if outcome is None or outcome.total is None:
+            nan = float("nan")
+            return EvalResult(nan, nan, 0, 0)
+        return from_totals(outcome.total, self.config.rating_scale)
+
+    def run_evaluation(self, t: int, plan: Plan) -> RoundOutcome | None:
+        """Carry the clients' evaluation vectors through the protocol (the transport hook).
+
+        The protocol is :func:`~recsys.federated.evaluation.evaluation_protocol`
+        of ``plan``. This default computes every client's sums here and runs real sessions
+        through :func:`protocols.simulate`, with round number ``2 t + 1``
+        (training rounds are even on a transport that needs growing round
+        numbers); the Flower app overrides it to evaluate on the nodes.
+        Returns None when no client has anything to score.
+        """
+        sums = self.client_sums()
+        ids = np.flatnonzero((sums[:, 2] > 0) | (sums[:, 6] > 0))
+        if not len(ids):
+            return None
+        vectors = client_vectors(sums[ids], self.config.rating_scale)
+        inputs = {int(c): vectors[j] for j, c in enumerate(ids)}
+        seed = self.config.protocol_seed
+        try:
+            result = protocols.simulate(
+                evaluation_protocol(plan),
+                inputs,
+                seed=None if seed is None else seed * 1_000_003 + 2 * t + 1,
+                round=2 * t + 1,
+            )
+        except protocols.ProtocolAborted as exc:
+            return RoundOutcome.aborted_with(str(exc))
+        return RoundOutcome.of(result, train_seconds=0.0)
+
     def client_uploads(self, cohort: np.ndarray, plan: Plan) -> dict[int, np.ndarray]:
         """Local training of ``cohort`` from the current item tables; the vectors they upload."""
         factors, bias = self.server.download()
         vectors = cohort_uploads(
-            self.population, self.layout, self.config, factors, bias, cohort, plan
+            self._clients(), self.layout, self.config, factors, bias, cohort, plan
         )
         return {int(cid): vectors[j] for j, cid in enumerate(cohort)}
 
@@ -241,19 +310,21 @@ class FederatedTrainer:
                     update_seconds = self._apply(t, plan, sigma, outcome)
         events = round_events(plan, sigma, outcome, self.ledger.info)
         epsilon = self.ledger.compose(events)
-        if t % cfg.eval_every == 0 or t >= self.rounds:
-            ev = self.evaluate()
-            rmse, mae = ev.rmse, ev.mae
-        else:
-            rmse = mae = float("nan")
         self.round = t
+        nan = float("nan")
+        ev, eval_bytes = EvalResult(nan, nan, 0, 0), 0
+        if t % cfg.eval_every == 0 or t >= self.rounds:
+            ev = self.evaluate(plan, round=t)
+            done = self.last.get("eval")
+            if done is not None and done.stats is not None:
+                eval_bytes = done.stats.bytes_up + done.stats.bytes_down
         stats = outcome.stats if outcome is not None else None
         train_seconds = outcome.train_seconds if outcome is not None else 0.0
         out = LedgerRow(
             round=t,
             protocol=plan.protocol,
-            rmse=rmse,
-            mae=mae,
+            rmse=ev.rmse,
+            mae=ev.mae,
             epsilon=epsilon,
             delta=self.ledger.delta,
             bytes_up=stats.bytes_up if stats is not None else 0,
@@ -274,6 +345,9 @@ class FederatedTrainer:
             status=status,
             events=[privacy.to_json(e) for e in events],
             plan=plan.to_dict(),
+            hr10=ev.hr,
+            ndcg10=ev.ndcg,
+            eval_bytes=eval_bytes,
         )
         self.ledger.append(out)
         return out

@@ -191,7 +191,7 @@ class LocalGrid(Grid):
     does: each call gets a deep copy of the node's Context, which replaces the stored
     one only if the app returned (a raising app's state changes are lost)."""
 
-    def __init__(self, app: ClientApp, n: int, *, lose=None) -> None:
+    def __init__(self, app: ClientApp, n: int, *, lose=None, dies=None) -> None:
         self.app = app
         self.contexts = {
             1000 + i: Context(
@@ -204,7 +204,9 @@ class LocalGrid(Grid):
             for i in range(n)
         }
         self.lose = lose  # lose(message) -> True: the reply never arrives (a timeout)
-        self.calls = 0
+        self.dies = dies  # dies(message) -> True: the SuperLink answers that the node is gone
+        self.pending: dict[str, FlowerMessage] = {}
+        self.calls = self.pulls = 0
 
     def set_run(self, run) -> None:  # pragma: no cover - not used by the adapter
         raise NotImplementedError
@@ -219,29 +221,58 @@ class LocalGrid(Grid):
     def get_node_ids(self):
         return list(self.contexts)
 
-    def push_messages(self, messages):  # pragma: no cover
-        raise NotImplementedError
+    def push_messages(self, messages):
+        """Run the app at once and keep its reply until it is pulled."""
+        self.calls += 1
+        ids = []
+        for message in messages:
+            mid = uuid.uuid4().hex
+            message.metadata.__dict__["_message_id"] = mid
+            ids.append(mid)
+            reply = self._answer(message)
+            if reply is not None:
+                self.pending[mid] = reply
+        return ids
 
-    def pull_messages(self, message_ids):  # pragma: no cover
-        raise NotImplementedError
+    def _answer(self, message):
+        node = message.metadata.dst_node_id
+        if self.lose is not None and self.lose(message):
+            return None
+        if self.dies is not None and self.dies(message):
+            # What a SuperLink sends when the node went away: an error from node 0.
+            return _superlink_error(message)
+        context = copy.deepcopy(self.contexts[node])
+        try:
+            reply = self.app(message, context)
+        except Exception as exc:
+            return FlowerMessage(Error(code=2, reason=repr(exc)), reply_to=message)
+        self.contexts[node] = context
+        return reply
+
+    def pull_messages(self, message_ids):
+        self.pulls += 1
+        return [self.pending.pop(m) for m in list(message_ids) if m in self.pending]
 
     def send_and_receive(self, messages, *, timeout=None):
-        self.calls += 1
-        replies = []
-        for message in messages:
-            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            node = message.metadata.dst_node_id
-            if self.lose is not None and self.lose(message):
-                continue
-            context = copy.deepcopy(self.contexts[node])
-            try:
-                reply = self.app(message, context)
-            except Exception as exc:
-                replies.append(FlowerMessage(Error(code=2, reason=repr(exc)), reply_to=message))
-                continue
-            self.contexts[node] = context
-            replies.append(reply)
-        return replies
+        return self.pull_messages(self.push_messages(messages))
+
+
+def _superlink_error(message):
+    from flwr.app import Metadata
+    from flwr.app.message import make_message
+
+    metadata = Metadata(
+        run_id=message.metadata.run_id,
+        message_id="",
+        src_node_id=0,
+        dst_node_id=0,
+        reply_to_message_id=message.metadata.message_id,
+        group_id=message.metadata.group_id,
+        message_type=message.metadata.message_type,
+        created_at=message.metadata.created_at,
+        ttl=0,
+    )
+    return make_message(metadata=metadata, error=Error(code=3, reason="node unavailable"))
 
 
 @pytest.fixture
@@ -330,12 +361,12 @@ def test_sessions_live_in_context_state_between_steps(task_identity):
     seen = []
 
     class Spy(LocalGrid):
-        def send_and_receive(self, messages, *, timeout=None):
-            replies = super().send_and_receive(messages, timeout=timeout)
+        def push_messages(self, messages):
+            ids = super().push_messages(messages)
             seen.append(
                 {n: c.state.config_records.get(fa.STATE_RECORD) for n, c in self.contexts.items()}
             )
-            return replies
+            return ids
 
     s = SCENARIOS[1]  # secagg
     grid = Spy(build_client_app(TABLE, snapshot_key=key), 4)
@@ -380,6 +411,58 @@ def test_timeouts_are_dropouts(task_identity):
     assert out.survivors == sim.survivors == [0, 1, 3, 4]
     np.testing.assert_array_equal(out.result.integer_total, sim.result.integer_total)
     assert "no reply" in out.failures[victim]
+
+
+def test_a_dead_node_is_named_by_the_message_its_error_answers(task_identity):
+    """The SuperLink's error reply for a node that went away comes from node 0; the
+    adapter charges it to the node whose message it answers, and the round goes on."""
+    s = SCENARIOS[2]  # secagg+ with 5 clients
+    victim = 1003
+
+    def dies(message) -> bool:
+        record = message.content.config_records[fa.RECORD]
+        first = protocols.Message.from_bytes(split_length_prefixed(record["messages"])[0])
+        return message.metadata.dst_node_id == victim and first.STAGE == "masked_input"
+
+    grid = LocalGrid(build_client_app(TABLE), 5, dies=dies)
+    nodes = sorted(grid.get_node_ids())
+    inputs = s.inputs(3)
+    out = fa.run_round(
+        grid, s.proto, nodes, DIM, round=1, name=s.name, content=content_for(s, nodes, inputs)
+    )
+    sim = protocols.simulate(s.proto, inputs, dropout={3: "masked_input"}, seed=0)
+    assert out.survivors == sim.survivors == [0, 1, 2, 4]
+    np.testing.assert_array_equal(out.result.integer_total, sim.result.integer_total)
+    assert set(out.failures) == {victim}
+    assert out.failures[victim] == "Flower error 3: node unavailable"
+
+
+def test_replies_are_pulled_until_every_message_is_answered(task_identity):
+    """A reply that arrives after the first pull still counts (timeout=None waits)."""
+
+    class Slow(LocalGrid):
+        def pull_messages(self, message_ids):
+            self.pulls += 1
+            ready = [m for m in list(message_ids) if m in self.pending][:1]  # one per pull
+            return [self.pending.pop(m) for m in ready]
+
+    s = SCENARIOS[0]
+    grid = Slow(build_client_app(TABLE), 4)
+    nodes = sorted(grid.get_node_ids())
+    inputs = s.inputs(4)
+    out = fa.run_round(
+        grid,
+        s.proto,
+        nodes,
+        DIM,
+        round=1,
+        name=s.name,
+        content=content_for(s, nodes, inputs),
+        poll_interval=0.0,
+    )
+    check_against_simulate(s, out, inputs)
+    assert not out.failures
+    assert grid.pulls >= 4 * out.round_trips
 
 
 def test_clients_refuse_what_they_do_not_run(task_identity):

@@ -1,4 +1,4 @@
-"""Run any aggregation protocol inside Flower, over its Message API (tested with flwr 1.41).
+"""Run any aggregation protocol inside Flower, over its Message API (tested with flwr 1.41 and 1.42).
 
 The adapter only moves bytes. Every protocol message is made and checked by
 the same sessions as in :func:`protocols.simulate`; Flower carries them, and
@@ -49,7 +49,11 @@ earlier snapshot (:mod:`protocols.snapshot` explains why).
 
 Dropouts and deadlines. ``run_round`` is :func:`protocols.driver.drive` (the
 loop :func:`protocols.simulate` runs too) over :class:`GridTransport`, which
-sends each step with ``grid.send_and_receive(..., timeout=timeout)``. A node
+pushes each step's messages with ``grid.push_messages`` and pulls the replies
+every ``poll_interval`` seconds until all are in or ``timeout`` passed; a reply
+belongs to the node whose message it answers (``reply_to_message_id``), so the
+SuperLink's error reply for a node that died (whose ``src_node_id`` is the
+SuperLink's, 0) is charged to that node. A node
 that replies with a Flower error (its ClientApp raised, e.g. because its
 session refused the server's message) or does not reply before ``timeout``
 is dropped for the rest of the round: the adapter never sends to it again.
@@ -83,7 +87,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "protocols.adapters.flower needs Flower's Message API (flwr.app, flwr.serverapp, "
-        "flwr.clientapp; tested with flwr 1.41): pip install 'secagg-fl[flower]'"
+        "flwr.clientapp; tested with flwr 1.41 and 1.42): pip install 'secagg-fl[flower]'"
     ) from exc
 
 from .client import ClientHandler, InputFromRecord, make_client_app

@@ -2,7 +2,8 @@
 
 The loop is :func:`protocols.driver.drive`, the same as :func:`protocols.simulate`'s;
 this module is the transport (:class:`GridTransport`): one Flower message per
-node per step through ``grid.send_and_receive``, client ids mapped to node ids.
+node per step, pushed and pulled through the ``Grid``, client ids mapped to node ids
+and replies to the messages they answer.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from ...errors import ProtocolAborted, WireFormatError
 from ...simulate import Stats
 from .records import MESSAGE_TYPE, RECORD, frame, unframe
 
-__all__ = ["FlowerRound", "GridTransport", "run_round", "wait_for_nodes"]
+__all__ = ["POLL_INTERVAL", "FlowerRound", "GridTransport", "run_round", "wait_for_nodes"]
+
+POLL_INTERVAL = 0.2
+"""Default seconds between two pulls for a step's replies (a pull is one small request)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class FlowerRound:
             (bytes are protocol messages only, not Flower's envelopes; server
             seconds are the CPU time of the thread driving the server
             session; client seconds are what the clients report).
-        round_trips: ``send_and_receive`` calls the round took.
+        round_trips: steps (one push, pulls until answered) the round took.
         failures: node id -> why it was dropped (a Flower error, no reply
             before the timeout, or a message the server refused).
         input_seconds: CPU seconds the clients report for their ``input_fn``
@@ -126,6 +130,7 @@ def run_round(
     name: str | None = None,
     rng: RandomSource | None = None,
     ttl: float | None = None,
+    poll_interval: float = POLL_INTERVAL,
 ) -> FlowerRound:
     """Run one aggregation round over a Flower ``Grid``; return its result.
 
@@ -148,6 +153,8 @@ def run_round(
             ``proto.NAME``); see :class:`ClientHandler`.
         rng: randomness of the server session (default: the OS CSPRNG).
         ttl: Flower message time-to-live (default: Flower's).
+        poll_interval: seconds between pulls for replies (see
+            :meth:`GridTransport.exchange`).
 
     Returns:
         A :class:`FlowerRound`. Raises :class:`~protocols.ProtocolAborted`
@@ -166,6 +173,7 @@ def run_round(
         timeout=timeout,
         content=content,
         ttl=ttl,
+        poll_interval=poll_interval,
     )
     dropped = drive(server, transport, stats, cpu_clock=time.thread_time, drop_refused=True)
     stats.wall_seconds = time.perf_counter() - wall0
@@ -181,11 +189,13 @@ def run_round(
 class GridTransport:
     """The driver's transport over a Flower ``Grid`` (see the package docstring).
 
-    Each step is one ``grid.send_and_receive`` call with one Flower message
-    per node (its protocol messages framed together); the round's first
-    message to a node also carries the caller's ``content``. A node that
-    replies with a Flower error, a client-side refusal or a malformed reply,
-    or not at all within ``timeout``, is reported lost.
+    Each step pushes one Flower message per node (its protocol messages
+    framed together) and pulls the replies; the round's first message to a
+    node also carries the caller's ``content``. A reply belongs to the node
+    whose message it answers. A node whose message Flower would not take, or
+    that replies with a Flower error (e.g. the SuperLink's report that the
+    node went away), a client-side refusal or a malformed reply, or not at
+    all within ``timeout``, is reported lost.
     """
 
     def __init__(
@@ -199,8 +209,10 @@ class GridTransport:
         timeout: float | None,
         content: RecordDict | Mapping[int, RecordDict] | None,
         ttl: float | None,
+        poll_interval: float = POLL_INTERVAL,
     ) -> None:
         self.grid, self.nodes, self.name = grid, dict(nodes), name
+        self.poll_interval = poll_interval
         self.round, self.dim, self.timeout, self.content, self.ttl = (
             round,
             dim,
@@ -247,15 +259,13 @@ class GridTransport:
             )
             for cid, payloads in batches.items()
         ]
-        replies = list(self.grid.send_and_receive(flower_messages, timeout=self.timeout))
+        sent = self._send_and_receive(flower_messages)
         self.round_trips += 1
         delivery = Delivery()
         answered: set[int] = set()
-        for reply in replies:
-            sender = self.client_of.get(reply.metadata.src_node_id)
-            if sender is None or sender not in batches or sender in answered:
+        for cid, reply in sent.replies:
+            if cid not in batches or cid in answered:
                 continue  # not a reply to this step
-            cid = sender
             answered.add(cid)
             if reply.has_error():
                 delivery.lost[cid] = f"Flower error {reply.error.code}: {reply.error.reason}"
@@ -273,9 +283,55 @@ class GridTransport:
                 continue
             delivery.client_seconds[stage] = delivery.client_seconds.get(stage, 0.0) + seconds
             delivery.messages += [(cid, payload) for payload in payloads]
-        for cid in set(batches) - answered:
+        for cid, why in sent.unsent.items():
+            delivery.lost.setdefault(cid, why)
+        for cid in set(batches) - answered - set(delivery.lost):
             delivery.lost[cid] = f"no reply within {self.timeout} s"
         return delivery
+
+    def _send_and_receive(self, messages: list[FlowerMessage]) -> _Exchange:
+        """Push ``messages``, pull replies until each is answered or ``timeout`` passes.
+
+        Replies are matched to clients by the message they answer
+        (``reply_to_message_id``), never by their source node: Flower's own
+        error reply for a node that died carries the SuperLink's node id (0),
+        not the node's. Polls every ``poll_interval`` seconds (Flower's
+        ``Grid.send_and_receive`` sleeps 3 s between pulls on the deployment
+        engine, which is most of a step's latency).
+        """
+        dst = [self.client_of[m.metadata.dst_node_id] for m in messages]
+        ids = list(self.grid.push_messages(messages))
+        waiting: dict[str, int] = {}
+        out = _Exchange()
+        for cid, message, mid in zip(dst, messages, ids, strict=False):
+            mid = mid or message.metadata.message_id
+            if mid:
+                waiting[str(mid)] = cid
+            else:
+                out.unsent[cid] = "Flower could not push the message"
+        for cid in dst[len(ids) :]:
+            out.unsent.setdefault(cid, "Flower could not push the message")
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while waiting:
+            for reply in self.grid.pull_messages(list(waiting)):
+                answers = reply.metadata.reply_to_message_id
+                if answers in waiting:
+                    out.replies.append((waiting.pop(answers), reply))
+            if not waiting or (deadline is not None and time.monotonic() >= deadline):
+                break
+            pause = self.poll_interval
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+        return out
+
+
+@dataclass
+class _Exchange:
+    """One step's replies, by client id, and the clients whose message Flower refused."""
+
+    replies: list[tuple[int, FlowerMessage]] = field(default_factory=list)
+    unsent: dict[int, str] = field(default_factory=dict)
 
 
 def _seconds(record: ConfigRecord, key: str) -> float:

@@ -1,0 +1,1 @@
+"""An empty Flower app (the deployment engine's floor per round trip)."""

@@ -1,0 +1,272 @@
+"""The ServerApp: the federated recommender's server, holding no ratings.
+
+It waits for ``num-nodes`` SuperNodes, asks each which client it is
+(``query.partition``), and runs :class:`recsys.federated.FederatedTrainer`
+over a :class:`~recsys.federated.Roster` (client ids and id-space sizes
+only): its policy, Poisson sampling, DP calibration and accounting, server
+update and ledger are the in-process trainer's; its two transport hooks run
+on the nodes through :func:`protocols.adapters.flower.run_round`:
+
+- training round ``t`` (Flower round ``2 t``): the sampled nodes get the item
+  tables, train on their own ratings and send their updates through the
+  round's protocol;
+- evaluation after round ``t`` (Flower round ``2 t + 1``): every node scores
+  the served tables on its own held-out ratings and sends its sums through the
+  same protocol without DP (:mod:`recsys.federated.evaluation`); the server
+  sees only the totals (RMSE, MAE, HR@10, NDCG@10).
+
+Task "vector" runs ``rounds`` protocol rounds on public test vectors instead
+(a deployment check; what ``benchmarks/flower_deployment.py`` times).
+
+With ``out-dir`` set, ``ledger.jsonl`` (the trainer's ledger) and
+``rounds.jsonl`` (per protocol round: kind, survivors and failed nodes, round
+trips, wall seconds; for task "vector" also the total) are written there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+import protocols
+from protocols.adapters import flower as fa
+
+from .task import (
+    MODEL_RECORD,
+    PARTITION_ACTION,
+    TASK_RECORD,
+    round_name,
+)
+
+app = ServerApp()
+
+
+class RoundLog:
+    """``rounds.jsonl``: one line per protocol round (nothing is written without a path)."""
+
+    def __init__(self, out_dir: str) -> None:
+        self.path = Path(out_dir) / "rounds.jsonl" if out_dir else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("", encoding="utf-8")
+
+    def write(self, **entry: Any) -> None:
+        print("secagg-fl:", json.dumps(entry, sort_keys=True), flush=True)
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def _entry(kind: str, round_: int, out: fa.FlowerRound | None, error: str = "") -> dict:
+    if out is None:
+        return {"kind": kind, "round": round_, "status": "aborted", "error": error}
+    return {
+        "kind": kind,
+        "round": round_,
+        "status": "ok",
+        "survivors": out.survivor_nodes,
+        "clients": {str(n): c for c, n in out.nodes.items()},
+        "failures": {str(n): why for n, why in out.failures.items()},
+        "round_trips": out.round_trips,
+        "wall_seconds": out.stats.wall_seconds,
+        "bytes_up": out.stats.bytes_up,
+    }
+
+
+def partitions(grid: Grid, n: int, timeout: float = 300.0) -> tuple[dict[int, int], int, int]:
+    """client id -> node id and the id-space sizes, asked of every node."""
+    nodes = fa.wait_for_nodes(grid, n, timeout=timeout)
+    msgs = [
+        Message(RecordDict(), dst_node_id=node, message_type=f"query.{PARTITION_ACTION}")
+        for node in nodes
+    ]
+    asked = {id(m): node for m, node in zip(msgs, nodes, strict=True)}
+    of_message = {}
+    replies = list(grid.send_and_receive(msgs, timeout=timeout))
+    for m in msgs:
+        of_message[m.metadata.message_id] = asked[id(m)]
+    out, sizes = {}, set()
+    for reply in replies:
+        node = of_message.get(reply.metadata.reply_to_message_id)
+        if node is None:
+            continue
+        if reply.has_error():
+            raise RuntimeError(f"node {node}: {reply.error.reason}")
+        info = reply.content.config_records["node"]
+        out[int(info["client"])] = node
+        sizes.add((int(info["n_users"]), int(info["n_items"])))
+    if len(out) != n or len(sizes) != 1:
+        raise RuntimeError(f"{len(out)} of {n} nodes named distinct clients of one data set")
+    (n_users, n_items) = sizes.pop()
+    return out, n_users, n_items
+
+
+def make_policy(rc: dict[str, Any]):
+    """The round plan, as ``recsys train`` builds it (a BudgetPolicy with an ε target)."""
+    from recsys.cli import DP_DEFAULTS
+    from recsys.policy import BudgetPolicy, Plan
+
+    common: dict[str, Any] = {
+        "q": float(rc["q"]),
+        "local_epochs": int(rc["local-epochs"]),
+        "bits": int(rc["bits"]),
+        "key_bits": int(rc["key-bits"]),
+    }
+    epsilon = float(rc["epsilon"])
+    if epsilon <= 0 or math.isinf(epsilon):
+        return Plan(protocol=str(rc["protocol"]), **common)
+    plan = Plan(
+        protocol=str(rc["protocol"]),
+        clip=DP_DEFAULTS["clip"],
+        noise_multiplier=1.0,  # placeholder: BudgetPolicy calibrates σ
+        dp_mode=str(rc["dp-mode"]),
+        count_weight=DP_DEFAULTS["count_weight"],
+        **common,
+    )
+    return BudgetPolicy(epsilon, base=plan)
+
+
+def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
+    """A FederatedTrainer over a Roster whose hooks run on the nodes (module docstring)."""
+    from recsys.federated import (
+        FederatedConfig,
+        FederatedTrainer,
+        Roster,
+        RoundOutcome,
+        build_protocol,
+        evaluation_protocol,
+    )
+    from recsys.federated.evaluation import FIELDS
+
+    nodes_of, n_users, n_items = partitions(grid, int(rc["num-nodes"]))
+    timeout = float(rc["timeout"]) or None
+    poll = float(rc["poll-interval"])
+
+    class FlowerTrainer(FederatedTrainer):
+        def _content(self, kind: str, plan) -> RecordDict:
+            factors, bias = self.server.download() if kind == "train" else self.server.served()
+            dtype = np.float32 if self.config.download_dtype == "float32" else np.float64
+            arrays = {"factors": factors.numpy(), "bias": bias.numpy()}
+            if kind == "train":
+                arrays = {k: v.astype(dtype) for k, v in arrays.items()}
+            return RecordDict(
+                {
+                    MODEL_RECORD: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                    TASK_RECORD: ConfigRecord(
+                        {
+                            "kind": kind,
+                            "plan": json.dumps(plan.to_dict()),
+                            "config": json.dumps(self.config.to_dict()),
+                        }
+                    ),
+                }
+            )
+
+        def _round(self, kind, t, proto, plan, clients, dim):
+            name = round_name(kind, proto)
+            try:
+                out = fa.run_round(
+                    grid,
+                    proto,
+                    {int(c): nodes_of[int(c)] for c in clients},
+                    dim,
+                    round=t,
+                    timeout=timeout,
+                    content=self._content(kind, plan),
+                    name=name,
+                    poll_interval=poll,
+                )
+            except protocols.ProtocolAborted as exc:
+                log.write(**_entry(kind, t, None, str(exc)))
+                return None, str(exc)
+            log.write(**_entry(kind, t, out))
+            return out, ""
+
+        def run_protocol(self, t, plan, sigma, cohort):
+            if plan.dropout:
+                raise ValueError("dropout is a simulator knob; on Flower dropouts are real")
+            proto = build_protocol(plan, n_invited=len(cohort), noise_multiplier=sigma)
+            out, error = self._round("train", 2 * t, proto, plan, cohort, self.layout.dim)
+            if out is None:
+                return RoundOutcome.aborted_with(error)
+            return RoundOutcome.of(out, train_seconds=out.input_seconds)
+
+        def run_evaluation(self, t, plan):
+            ids = self.population.client_ids
+            proto = evaluation_protocol(plan)
+            out, error = self._round("evaluate", 2 * t + 1, proto, plan, ids, len(FIELDS))
+            if out is None:
+                return RoundOutcome.aborted_with(error)
+            return RoundOutcome.of(out, train_seconds=0.0)
+
+    config = FederatedConfig(n_factors=int(rc["factors"]), seed=int(rc["seed"]))
+    out_dir = str(rc["out-dir"])
+    return FlowerTrainer(
+        Roster(np.array(sorted(nodes_of)), n_users, n_items),
+        None,
+        make_policy(rc),
+        config,
+        rounds=int(rc["rounds"]),
+        delta=float(rc["delta"]),
+        ledger_path=str(Path(out_dir) / "ledger.jsonl") if out_dir else None,
+    )
+
+
+def run_vector(grid: Grid, rc: dict[str, Any], log: RoundLog) -> None:
+    """Task "vector": ``rounds`` protocol rounds over public test vectors."""
+    from protocols import registry
+
+    name = str(rc["protocol"])
+    high = registry.config_class(name).QUANTIZATION_BITS
+    options: dict[str, Any] = {"clip": 1.0, "key_bits": int(rc["key-bits"])}
+    if high is not None:
+        options["bits"] = min(int(rc["bits"]), high[1])
+    proto = registry.create(name, registry.ProtocolOptions(**options))
+    nodes = fa.wait_for_nodes(grid, int(rc["num-nodes"]), timeout=300.0)
+    timeout = float(rc["timeout"]) or None
+    for r in range(1, int(rc["rounds"]) + 1):
+        try:
+            out = fa.run_round(
+                grid,
+                proto,
+                nodes,
+                int(rc["dim"]),
+                round=r,
+                timeout=timeout,
+                name=round_name("vector", proto),
+                poll_interval=float(rc["poll-interval"]),
+            )
+        except protocols.ProtocolAborted as exc:
+            log.write(**_entry("vector", r, None, str(exc)))
+            continue
+        log.write(**_entry("vector", r, out), total=[float(v) for v in out.total])
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    rc = dict(context.run_config)
+    log = RoundLog(str(rc.get("out-dir", "")))
+    start = time.perf_counter()
+    if rc["task"] == "vector":
+        run_vector(grid, rc, log)
+    else:
+        import torch
+
+        torch.set_num_threads(1)
+        trainer = make_trainer(grid, rc, log)
+        trainer.run(
+            callback=lambda row: print(
+                f"round {row.round}: rmse {row.rmse:.4f} mae {row.mae:.4f} hr@10 {row.hr10:.4f} "
+                f"ndcg@10 {row.ndcg10:.4f} eps {row.epsilon:.3f} "
+                f"survivors {row.survivors}/{row.sampled} [{row.status}]",
+                flush=True,
+            )
+        )
+    log.write(kind="done", seconds=time.perf_counter() - start)

@@ -1,0 +1,115 @@
+"""examples/flower_app on an in-process Grid: the deployed path agrees with the in-process trainer.
+
+The app's ServerApp trainer (a Roster, no ratings) and ClientApp (one
+partition file per node) run over ``LocalGrid`` (test_flower.py), and the
+in-process :class:`recsys.federated.FederatedTrainer` runs on the same split:
+training and the evaluation on the devices give the same ledger.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr.serverapp")
+
+from flwr.app import Context, RecordDict
+from test_flower import LocalGrid, task_identity  # noqa: F401  (the fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples" / "flower_app"))
+
+from secagg_fl_app import server_app  # noqa: E402
+from secagg_fl_app.client_app import app as client_app  # noqa: E402
+from secagg_fl_app.prepare import prepare  # noqa: E402
+from secagg_fl_app.task import protocol_of_round, round_name  # noqa: E402
+
+from recsys.data import random_split, synthetic  # noqa: E402
+from recsys.federated import FederatedConfig, FederatedTrainer, build_protocol  # noqa: E402
+from recsys.policy import Plan  # noqa: E402
+
+USERS, ITEMS, PER_USER, SEED = 6, 25, 10, 3
+
+
+class PartitionGrid(LocalGrid):
+    """LocalGrid whose node ``i`` holds partition file ``parts[i]``."""
+
+    def __init__(self, parts: list[Path]) -> None:
+        super().__init__(client_app, len(parts))
+        for i, node in enumerate(sorted(self.contexts)):
+            self.contexts[node] = Context(
+                run_id=1,
+                node_id=node,
+                node_config={"partition-file": str(parts[i])},
+                state=RecordDict(),
+                run_config={},
+            )
+
+
+def run_config(tmp_path: Path, protocol: str) -> dict:
+    rc = {
+        "task": "mf",
+        "protocol": protocol,
+        "rounds": 2,
+        "num-nodes": USERS,
+        "q": 1.0,
+        "local-epochs": 2,
+        "factors": 3,
+        "bits": 32,
+        "key-bits": 1024,
+        "epsilon": 0.0,
+        "dp-mode": "central",
+        "delta": 1e-5,
+        "timeout": 0.0,
+        "poll-interval": 0.0,
+        "seed": SEED,
+        "out-dir": str(tmp_path / "out"),
+    }
+    return rc
+
+
+@pytest.mark.parametrize("protocol", ["plaintext", "secagg+"])
+@pytest.mark.usefixtures("task_identity")
+def test_app_matches_the_in_process_trainer(tmp_path, protocol):
+    parts = prepare(
+        tmp_path / "data", users=USERS, items=ITEMS, ratings_per_user=PER_USER, seed=SEED
+    )
+    rc = run_config(tmp_path, protocol)
+    grid = PartitionGrid(parts)
+    ledger = server_app.make_trainer(grid, rc, server_app.RoundLog(rc["out-dir"])).run()
+    train, test = random_split(synthetic(USERS, ITEMS, PER_USER, seed=SEED), 0.2, seed=SEED)
+    plan = Plan(protocol, q=1.0, local_epochs=2, bits=32, key_bits=1024)
+    local = FederatedTrainer(
+        train, test, plan, FederatedConfig(n_factors=3, seed=SEED), rounds=2
+    ).run()
+    tol = 1e-9 if protocol == "plaintext" else 1e-5
+    for a, b in zip(ledger, local, strict=True):
+        assert a.survivors == b.survivors == USERS
+        for field in ("rmse", "mae", "hr10", "ndcg10"):
+            assert getattr(a, field) == pytest.approx(getattr(b, field), abs=tol), field
+    logged = (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()
+    assert [line.count('"kind": "train"') for line in logged] == [1, 0, 1, 0]
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_the_server_holds_no_ratings(tmp_path):
+    """The ServerApp's trainer has a Roster, and its default hooks refuse to simulate."""
+    parts = prepare(tmp_path / "data", users=3, items=10, ratings_per_user=5, seed=0)
+    rc = run_config(tmp_path, "plaintext") | {"num-nodes": 3}
+    trainer = server_app.make_trainer(PartitionGrid(parts), rc, server_app.RoundLog(""))
+    assert not hasattr(trainer.population, "train_rating")
+    assert list(trainer.population.client_ids) == [0, 1, 2]
+    with pytest.raises(TypeError, match="holds no client data"):
+        trainer.client_sums()
+
+
+def test_round_names_rebuild_the_configuration():
+    plan = Plan("secagg+", clip=1.0, noise_multiplier=1.0, dp_mode="distributed")
+    proto = build_protocol(plan, n_invited=5, noise_multiplier=1.2)
+    assert protocol_of_round(round_name("train", proto)) == proto
+    with pytest.raises(ValueError, match="round kind"):
+        protocol_of_round('{"kind": "other", "config": {}}')
+    assert np.isfinite(proto.inner.clip)
