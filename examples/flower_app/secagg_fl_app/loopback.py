@@ -80,8 +80,15 @@ class Process:
     def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str]) -> None:
         self.name, self.log = name, log
         self._out = open(log, "wb")  # closed in stop()
+        # Run in the log's (temporary) folder: flower-superlink writes superlink.pid
+        # into its working directory, which must not be the caller's checkout.
         self.popen = subprocess.Popen(
-            args, stdout=self._out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            args,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=log.parent,
+            start_new_session=True,
         )
         self.known: set[int] = set()
 
