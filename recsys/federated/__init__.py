@@ -37,19 +37,19 @@ from .local import (
     solve_user_params,
 )
 from .outcome import RoundOutcome, round_events
-from .population import ClientPopulation, EvalResult, Roster
+from .population import ClientDirectory, ClientPopulation, EvalResult
 from .server import ItemServer
 from .trainer import FederatedTrainer, cohort_uploads
 from .update import UpdateLayout
 
 __all__ = [
+    "ClientDirectory",
     "ClientPopulation",
     "EvalResult",
     "FederatedConfig",
     "FederatedTrainer",
     "ItemServer",
     "LocalUpdate",
-    "Roster",
     "RoundOutcome",
     "UpdateLayout",
     "build_protocol",

@@ -23,11 +23,11 @@ from ..metrics import hit_and_ndcg
 from .evaluation import FIELDS, TOP_K, EvalResult, from_sums
 from .local import LocalUpdate, evaluate_rows, heldout_ranks, local_update, solve_user_params
 
-__all__ = ["ClientPopulation", "EvalResult", "Roster"]
+__all__ = ["ClientDirectory", "ClientPopulation", "EvalResult"]
 
 
 @dataclass(frozen=True)
-class Roster:
+class ClientDirectory:
     """The public facts about a run's clients, for a server that holds none of their data.
 
     What :class:`~recsys.federated.FederatedTrainer` needs when the clients

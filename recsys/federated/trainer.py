@@ -57,7 +57,7 @@ from .aggregation import build_protocol
 from .config import FederatedConfig
 from .evaluation import client_vectors, evaluation_protocol, from_totals
 from .outcome import RoundOutcome, round_events
-from .population import ClientPopulation, EvalResult, Roster
+from .population import ClientDirectory, ClientPopulation, EvalResult
 from .server import ItemServer
 from .update import UpdateLayout
 
@@ -109,7 +109,7 @@ class FederatedTrainer:
         train, test: ratings split over the same id spaces (e.g.
             :func:`recsys.data.random_split`); user ``u``'s ratings are
             client ``u``'s data. ``test`` may be None (no evaluation).
-            A :class:`~recsys.federated.population.Roster` instead of
+            A :class:`~recsys.federated.population.ClientDirectory` instead of
             ``train`` (and no ``test``): the server holds no ratings, and a
             subclass's :meth:`run_protocol` and :meth:`run_evaluation` reach
             the clients on their devices (``examples/flower_app``).
@@ -126,7 +126,7 @@ class FederatedTrainer:
 
     def __init__(
         self,
-        train: Ratings | Roster,
+        train: Ratings | ClientDirectory,
         test: Ratings | None = None,
         policy: Plan | Policy | None = None,
         config: FederatedConfig | None = None,
@@ -142,9 +142,9 @@ class FederatedTrainer:
             if overrides
             else (config or FederatedConfig())
         )
-        if isinstance(train, Roster):
+        if isinstance(train, ClientDirectory):
             if test is not None:
-                raise ValueError("a trainer without client data (a Roster) takes no test set")
+                raise ValueError("a trainer without client data (a ClientDirectory) takes no test set")
         elif len(train) == 0:
             raise ValueError("cannot train on an empty rating set")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
@@ -152,8 +152,8 @@ class FederatedTrainer:
         self.config = cfg
         self.policy = as_policy(policy if policy is not None else Plan())
         self.rounds = rounds
-        self.population: ClientPopulation | Roster = (
-            train if isinstance(train, Roster) else ClientPopulation(train, test, cfg.n_factors)
+        self.population: ClientPopulation | ClientDirectory = (
+            train if isinstance(train, ClientDirectory) else ClientPopulation(train, test, cfg.n_factors)
         )
         self.server = ItemServer(train.n_items, cfg.n_factors, cfg)
         self.layout = UpdateLayout(train.n_items, cfg.n_factors, weighted=cfg.aggregation == "item")
@@ -181,9 +181,9 @@ class FederatedTrainer:
     # -- helpers --------------------------------------------------------------
     def _clients(self) -> ClientPopulation:
         """The simulated clients' data (absent when the clients are remote devices)."""
-        if isinstance(self.population, Roster):
+        if isinstance(self.population, ClientDirectory):
             raise TypeError(
-                "this trainer holds no client data (a Roster): its run_protocol and "
+                "this trainer holds no client data (a ClientDirectory): its run_protocol and "
                 "run_evaluation must reach the clients' devices"
             )
         return self.population

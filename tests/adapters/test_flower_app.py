@@ -1,6 +1,6 @@
 """examples/flower_app on an in-process Grid: the deployed path agrees with the in-process trainer.
 
-The app's ServerApp trainer (a Roster, no ratings) and ClientApp (one
+The app's ServerApp trainer (a ClientDirectory, no ratings) and ClientApp (one
 partition file per node) run over ``LocalGrid`` (test_flower.py), and the
 in-process :class:`recsys.federated.FederatedTrainer` runs on the same split:
 training and the evaluation on the devices give the same ledger.
@@ -96,7 +96,7 @@ def test_app_matches_the_in_process_trainer(tmp_path, protocol):
 
 @pytest.mark.usefixtures("task_identity")
 def test_the_server_holds_no_ratings(tmp_path):
-    """The ServerApp's trainer has a Roster, and its default hooks refuse to simulate."""
+    """The ServerApp's trainer has a ClientDirectory, and its default hooks refuse to simulate."""
     parts = prepare(tmp_path / "data", users=3, items=10, ratings_per_user=5, seed=0)
     rc = run_config(tmp_path, "plaintext") | {"num-nodes": 3}
     trainer = server_app.make_trainer(PartitionGrid(parts), rc, server_app.RoundLog(""))

@@ -2,7 +2,7 @@
 
 It waits for ``num-nodes`` SuperNodes, asks each which client it is
 (``query.partition``), and runs :class:`recsys.federated.FederatedTrainer`
-over a :class:`~recsys.federated.Roster` (client ids and id-space sizes
+over a :class:`~recsys.federated.ClientDirectory` (client ids and id-space sizes
 only): its policy, Poisson sampling, DP calibration and accounting, server
 update and ledger are the in-process trainer's; its two transport hooks run
 on the nodes through :func:`protocols.adapters.flower.run_round`:
@@ -134,11 +134,11 @@ def make_policy(rc: dict[str, Any]):
 
 
 def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
-    """A FederatedTrainer over a Roster whose hooks run on the nodes (module docstring)."""
+    """A FederatedTrainer over a ClientDirectory whose hooks run on the nodes (module docstring)."""
     from recsys.federated import (
+        ClientDirectory,
         FederatedConfig,
         FederatedTrainer,
-        Roster,
         RoundOutcome,
         build_protocol,
         evaluation_protocol,
@@ -209,7 +209,7 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
     config = FederatedConfig(n_factors=int(rc["factors"]), seed=int(rc["seed"]))
     out_dir = str(rc["out-dir"])
     return FlowerTrainer(
-        Roster(np.array(sorted(nodes_of)), n_users, n_items),
+        ClientDirectory(np.array(sorted(nodes_of)), n_users, n_items),
         None,
         make_policy(rc),
         config,
