@@ -46,11 +46,23 @@ class SecAgg(AggregationProtocol):
         bits: inputs are summed in Z_{2^bits}; 2 <= bits <= 64. The encoding
             leaves headroom for every invited client, so the sum cannot wrap.
         clip: every coordinate is clipped to [-clip, clip] before encoding.
+        share_margin: the server reconstructs a secret only from at least
+            ``t + share_margin`` shares. It always decodes every share it
+            received as a Reed-Solomon codeword (:mod:`secagg.robust`): with
+            ``m`` shares beyond t, ``m // 2`` lying clients are corrected and
+            named (:attr:`SecAggServer.blame`) and up to ``m`` are detected
+            (the round aborts). With the default 0 a round may end with
+            exactly t responses for a secret, and then one lying client can
+            corrupt the total undetectably; ``share_margin=1`` rules that out
+            (a lie is always detected) at the cost of one more survivor per
+            group, ``2`` also names the liar and completes the round. The
+            SecAgg+ degree and automatic threshold count it.
     """
 
     threshold: float | int | None = 0.5
     bits: int = 32
     clip: float = 1.0
+    share_margin: int = 0
 
     NAME: ClassVar[str] = "secagg"
     DROPOUT_STAGES: ClassVar[tuple[str, ...]] = (
@@ -73,6 +85,12 @@ class SecAgg(AggregationProtocol):
         ):
             raise ValueError(f"bits must be an int in [2, 64], got {self.bits!r}")
         check_positive(self.clip, "clip")
+        if (
+            isinstance(self.share_margin, bool)
+            or not isinstance(self.share_margin, int)
+            or not 0 <= self.share_margin <= 255
+        ):
+            raise ValueError(f"share_margin must be an int in [0, 255], got {self.share_margin!r}")
 
     def _check_threshold(self) -> None:
         check_threshold(self.threshold)
@@ -128,6 +146,7 @@ class SecAgg(AggregationProtocol):
             struct.pack(">d", -1.0 if self.threshold is None else float(self.threshold)),
             struct.pack(">B", self.bits),
             struct.pack(">d", float(self.clip)),
+            struct.pack(">B", self.share_margin),
         )
 
     # -- sessions --------------------------------------------------------
@@ -211,6 +230,7 @@ class SecAggPlus(SecAgg):
             dropout_rate=self.dropout_rate,
             security_bits=self.security_bits,
             correctness_bits=self.correctness_bits,
+            margin=self.share_margin,
         )
 
     def _cost_degree(self, n_clients: int) -> int:
@@ -228,6 +248,7 @@ class SecAggPlus(SecAgg):
             n_clients,
             dropout_rate=self.dropout_rate,
             correctness_bits=self.correctness_bits,
+            margin=self.share_margin,
         )
 
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:

@@ -13,6 +13,7 @@ from .. import wire
 from ..messages import Message, register
 
 __all__ = [
+    "MAX_FAILED_ENVELOPES",
     "AdvertiseKeys",
     "KeysAdvertised",
     "MaskedInput",
@@ -76,16 +77,30 @@ class SharesDelivered(Message):
     SCHEMA: ClassVar = (("envelopes", wire.ID_PAIRS),)
 
 
+#: How many peers one MaskedInput may report in ``failed``. One: with a single
+#: malicious client an honest client sees at most one bad envelope, and the
+#: server drops every reported peer, so a larger budget would let one lying
+#: client remove that many honest ones (protocols.secagg.server explains the rule).
+MAX_FAILED_ENVELOPES = 1
+
+
 @register
 @dataclass(frozen=True, eq=False)
 class MaskedInput(Message):
-    """Client → server: the masked input vector in Z_{2^bits}."""
+    """Client → server: the masked input vector in Z_{2^bits}, and the peers it accuses.
+
+    ``failed`` lists the peers whose share envelope did not open (AES-GCM
+    failed, or a malformed plaintext): the client holds none of their shares
+    and left its pairwise mask with them out of ``vector``. The server's rule
+    for them is in :mod:`protocols.secagg.server` ("One malicious client").
+    """
 
     vector: wire.RingVector
+    failed: tuple[int, ...] = ()
 
     TYPE: ClassVar[int] = 20
     STAGE: ClassVar[str] = "masked_input"
-    SCHEMA: ClassVar = (("vector", wire.RING_VECTOR),)
+    SCHEMA: ClassVar = (("vector", wire.RING_VECTOR), ("failed", wire.IDS))
 
 
 @register
