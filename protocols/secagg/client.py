@@ -174,8 +174,14 @@ class CollectingInput(State):
 @dataclass
 class Unmasking(State):
     info: _RoundInfo
+    session_id: bytes
     held: dict[int, PeerShares] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
+
+
+def _check_session(msg: SharesDelivered | UnmaskRequest, session_id: bytes) -> None:
+    if msg.session_id != session_id:
+        raise RemoteProtocolError(f"{type(msg).__name__} belongs to another session")
 
 
 class SecAggClient(ClientSession):
@@ -341,11 +347,12 @@ class SecAggClient(ClientSession):
             self_mask_seed,
             PeerShares(own_b, own_sk),
         )
-        return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes))]
+        return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes), sid)]
 
     def _on_shares_delivered(self, msg: SharesDelivered) -> list[Message]:
         st = self._state
         assert isinstance(st, SharingKeys)
+        _check_session(msg, st.session_id)
         held = {self.client_id: st.own}
         failed: list[int] = []
         for sender, blob in msg.envelopes:
@@ -415,7 +422,7 @@ class SecAggClient(ClientSession):
             context = st.contexts[peer]
             secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
             d.add_pairwise_mask(masked, secret, context, self.client_id, peer)
-        self._state = Unmasking(st.info, st.held)
+        self._state = Unmasking(st.info, st.session_id, st.held)
         return [
             MaskedInput(
                 self.client_id,
@@ -423,12 +430,14 @@ class SecAggClient(ClientSession):
                 self.round,
                 wire.RingVector(bits, masked.result()),
                 st.failed,
+                st.session_id,
             )
         ]
 
     def _on_unmask_request(self, msg: UnmaskRequest) -> list[Message]:
         st = self._state
         assert isinstance(st, Unmasking)
+        _check_session(msg, st.session_id)
         survivors, dropped = set(msg.survivors), set(msg.dropped)
         if survivors & dropped:
             raise RemoteProtocolError(
@@ -460,5 +469,6 @@ class SecAggClient(ClientSession):
                 self.round,
                 tuple(self_mask_shares),
                 tuple(mask_key_shares),
+                st.session_id,
             )
         ]

@@ -314,6 +314,7 @@ class SecAggServer(ServerSession):
     def _on_share_keys(self, msg: ShareKeys) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingShares)
+        _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.keys, st.envelopes)
         recipients = {cid for cid, _ in msg.envelopes}
         expected = (self.neighbours[msg.sender] & set(st.keys)) - {msg.sender}
@@ -339,7 +340,7 @@ class SecAggServer(ServerSession):
                 (sender, st.envelopes[sender][cid])
                 for sender in sorted(self.neighbours[cid] & sharers)
             )
-            out.append(SharesDelivered(wire.SERVER, cid, self.round, incoming))
+            out.append(SharesDelivered(wire.SERVER, cid, self.round, incoming, st.session_id))
         out += self._exclude(excluded, "too few neighbours shared keys")
         self._state = CollectingMaskedInputs(st.keys, st.session_id, sharers)
         return out
@@ -348,6 +349,7 @@ class SecAggServer(ServerSession):
     def _on_masked_input(self, msg: MaskedInput) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingMaskedInputs)
+        _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.sharers, st.masked)
         if msg.vector.bits != self.encoder.bits or msg.vector.values.shape != (self.dim,):
             raise RemoteProtocolError(
@@ -408,6 +410,7 @@ class SecAggServer(ServerSession):
                 tuple(sorted(self._group(cid) & survivors)),
                 # Not the peers it reported: it holds no shares of those.
                 tuple(sorted((self.neighbours[cid] & dropped) - st.failed.get(cid, frozenset()))),
+                st.session_id,
             )
             for cid in sorted(survivors)
         }
@@ -423,6 +426,7 @@ class SecAggServer(ServerSession):
     def _on_unmask_response(self, msg: UnmaskResponse) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingUnmasking)
+        _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.requests, st.responses)
         request = st.requests[msg.sender]
         if (
@@ -527,6 +531,15 @@ class SecAggServer(ServerSession):
                     self.blame[x - 1] = f"sent a wrong share of client {owner}'s {what}"
             secrets.update(zip(group, decoded.secrets, strict=True))
         return secrets
+
+
+def _check_session(msg: ShareKeys | MaskedInput | UnmaskResponse, session_id: bytes) -> None:
+    # Checked before the duplicate check: a replay from another session must not
+    # count as this client's message (the real one is still accepted after it).
+    if msg.session_id != session_id:
+        raise RemoteProtocolError(
+            f"{type(msg).__name__} from client {msg.sender} belongs to another session"
+        )
 
 
 class _Unrecoverable(Exception):

@@ -284,3 +284,39 @@ def test_a_share_outside_the_field_is_refused_and_the_round_completes():
     net = Adversary(proto, x, forge={(2, sm.UnmaskResponse): forge}).run()
     assert "outside the field" in str(net.refused[2])
     assert_total(net, q, range(7))
+
+
+# ---------------------------------------------------------------------------
+# Item 6: the session id in every message
+
+
+def _two_sessions(proto, x):
+    """Two rounds with the same number (0) and clients, run up to the masked inputs."""
+    first = Net(proto, x, seed="first").run()
+    second = Net(proto, x, seed="second").run_until_server_stage("masked_input")
+    return first, second
+
+
+def test_a_masked_input_replayed_from_another_session_is_refused_and_the_real_one_accepted():
+    proto, q, x = setup(5)
+    first, second = _two_sessions(proto, x)
+    old = first.sent(2, sm.MaskedInput)[0]
+    with pytest.raises(RemoteProtocolError, match="another session"):
+        second.server.receive(old.to_bytes())
+    assert second.server.stage == "masked_input" and 2 in second.server.awaiting
+    second.run()
+    assert_total(second, q, range(5))
+
+
+def test_a_client_refuses_a_message_from_another_session_and_reveals_nothing():
+    proto, _q, x = setup(5)
+    first, second = _two_sessions(proto, x)
+    replay = next(
+        m for m in first.server_sent if isinstance(m, sm.UnmaskRequest) and m.recipient == 1
+    )
+    second.run_until_server_stage("unmasking")  # its own requests are still queued
+    client = second.clients[1]
+    with pytest.raises(RemoteProtocolError, match="another session"):
+        client.receive(replay.to_bytes())
+    assert client.aborted
+    assert not second.sent(1, sm.UnmaskResponse)
