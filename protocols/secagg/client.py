@@ -250,16 +250,25 @@ class SecAggClient(ClientSession):
         check_config_digest(self._config_digest, msg.config_digest)
         if self.client_id not in msg.client_ids:
             raise RemoteProtocolError("this client is not among the round's clients")
+        if len(msg.client_ids) < self.proto.min_clients:
+            raise RemoteProtocolError(
+                f"the round invites {len(msg.client_ids)} clients; this client needs at least "
+                f"{self.proto.min_clients}"
+            )
         neighbours = self.proto.neighbours_of(msg.client_ids, msg.nonce, self.client_id)
         try:
             encoder = self.proto.encoder(len(msg.client_ids))
         except ValueError as exc:
             raise RemoteProtocolError(f"round too large for this configuration: {exc}") from exc
+        try:
+            threshold = self.proto.group_threshold(len(neighbours) + 1, len(msg.client_ids))
+        except ValueError as exc:  # e.g. no strict majority of this client's group
+            raise RemoteProtocolError(f"the round's threshold is refused: {exc}") from exc
         info = _RoundInfo(
             nonce=msg.nonce,
             n_clients=len(msg.client_ids),
             neighbours=neighbours,
-            threshold=self.proto.group_threshold(len(neighbours) + 1, len(msg.client_ids)),
+            threshold=threshold,
             encoder=encoder,
         )
         channel = keys.KeyPair.generate(self._rng)

@@ -57,12 +57,17 @@ class SecAgg(AggregationProtocol):
             (a lie is always detected) at the cost of one more survivor per
             group, ``2`` also names the liar and completes the round. The
             SecAgg+ degree and automatic threshold count it.
+        min_clients: a client refuses a RoundStart inviting fewer clients (a
+            server that lists only its target, or the target and a few sybils,
+            would otherwise learn the input from the "sum"). The server refuses
+            to run such a round too. Default 2 (no round of one client).
     """
 
     threshold: float | int | None = 0.5
     bits: int = 32
     clip: float = 1.0
     share_margin: int = 0
+    min_clients: int = 2
 
     NAME: ClassVar[str] = "secagg"
     DROPOUT_STAGES: ClassVar[tuple[str, ...]] = (
@@ -91,6 +96,12 @@ class SecAgg(AggregationProtocol):
             or not 0 <= self.share_margin <= 255
         ):
             raise ValueError(f"share_margin must be an int in [0, 255], got {self.share_margin!r}")
+        if (
+            isinstance(self.min_clients, bool)
+            or not isinstance(self.min_clients, int)
+            or not 1 <= self.min_clients < 2**32
+        ):
+            raise ValueError(f"min_clients must be an int >= 1, got {self.min_clients!r}")
 
     def _check_threshold(self) -> None:
         check_threshold(self.threshold)
@@ -112,7 +123,12 @@ class SecAgg(AggregationProtocol):
         """
         if group_size > n_clients:
             raise ValueError(f"a sharing group of {group_size} among {n_clients} clients")
-        return self._resolve_threshold(group_size, n_clients)
+        t = self._resolve_threshold(group_size, n_clients)
+        if 2 * t <= group_size:
+            raise ValueError(
+                f"threshold {t} is not a strict majority of a sharing group of {group_size}"
+            )
+        return t
 
     def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
         # check_threshold narrows the type with the check __post_init__ made (None refused).
@@ -147,6 +163,7 @@ class SecAgg(AggregationProtocol):
             struct.pack(">B", self.bits),
             struct.pack(">d", float(self.clip)),
             struct.pack(">B", self.share_margin),
+            struct.pack(">I", self.min_clients),
         )
 
     # -- sessions --------------------------------------------------------

@@ -185,6 +185,10 @@ class SecAggServer(ServerSession):
         round: int = 0,
     ) -> None:
         super().__init__(client_ids, dim, round)
+        if len(self.client_ids) < proto.min_clients:
+            raise ValueError(
+                f"{len(self.client_ids)} clients, the configuration needs at least {proto.min_clients}"
+            )
         self.proto = proto
         self._rng = default_rng(rng)
         self.encoder = proto.encoder(len(self.client_ids))  # ValueError if bits are too few

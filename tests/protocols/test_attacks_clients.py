@@ -320,3 +320,56 @@ def test_a_client_refuses_a_message_from_another_session_and_reveals_nothing():
         client.receive(replay.to_bytes())
     assert client.aborted
     assert not second.sent(1, sm.UnmaskResponse)
+
+
+# ---------------------------------------------------------------------------
+# Item 4: thresholds and cohorts checked by clients
+
+
+def _round_start_for(proto, x, client_ids):
+    """What a deviating server sends client 0: a RoundStart listing only ``client_ids``."""
+    net = Net(proto, x)
+    start = next(m for m in net.server.start() if m.recipient == 0)
+    return net.clients[0], dataclasses.replace(start, client_ids=tuple(client_ids))
+
+
+def test_a_round_start_listing_only_the_target_is_refused():
+    proto, _q, x = setup(5)
+    client, start = _round_start_for(proto, x, [0])
+    client.start()
+    with pytest.raises(RemoteProtocolError, match="at least 2"):
+        client.receive(start.to_bytes())
+    assert client.aborted
+
+
+def test_a_round_start_below_the_configured_cohort_is_refused():
+    proto, _q, x = setup(5, min_clients=4)
+    client, start = _round_start_for(proto, x, [0, 1, 2])
+    client.start()
+    with pytest.raises(RemoteProtocolError, match="at least 4"):
+        client.receive(start.to_bytes())
+    assert client.aborted
+    with pytest.raises(ValueError, match="at least 4"):
+        proto.server([0, 1, 2], DIM)
+
+
+@pytest.mark.parametrize("n", [4, 6, 10])
+def test_threshold_one_half_at_even_n_is_a_strict_majority(n):
+    proto, q, x = setup(n, threshold=0.5)
+    assert proto.group_threshold(n, n) == n // 2 + 1
+    # n/2 survivors (exactly half) are too few: the round aborts before any share.
+    dropout = {c: "masked_input" for c in range(n // 2)}
+    net = Net(proto, x, dropout=dropout).run()
+    assert net.server.aborted and not net.all_sent(sm.UnmaskResponse)
+    assert_total(Net(proto, x).run(), q, range(n))
+
+
+def test_a_client_refuses_an_absolute_threshold_below_a_majority():
+    proto, _q, x = setup(6, threshold=3)  # 3 of 6 is not a strict majority
+    _client, start = _round_start_for(protocols.SecAgg(bits=BITS, clip=1.0), x, range(6))
+    weak = proto.client(0, DIM)
+    weak.start()
+    start = dataclasses.replace(start, config_digest=proto.config_digest(DIM))
+    with pytest.raises(RemoteProtocolError, match="strict majority"):
+        weak.receive(start.to_bytes())
+    assert weak.aborted
