@@ -578,8 +578,11 @@ def check_threshold(threshold: object) -> float | int:
 def resolve_threshold(threshold: float | int, group_size: int) -> int:
     """Absolute threshold for a sharing group of ``group_size`` parties.
 
-    A fraction ``f`` gives ``max(1, ceil(f * group_size))``; an int is used as is
-    and must not exceed ``group_size``.
+    A fraction ``f`` gives ``ceil(f * group_size)``, raised to a strict majority
+    ``group_size // 2 + 1`` (so ``t = n/2`` is impossible: two disjoint sets of
+    holders could each reach it; Bonawitz et al. CCS 2017 require t > n/2). An
+    int is used as is and must not exceed ``group_size``; callers refuse one
+    below a majority.
     """
     value = check_threshold(threshold)
     if isinstance(value, int):
@@ -587,7 +590,7 @@ def resolve_threshold(threshold: float | int, group_size: int) -> int:
             raise ValueError(f"threshold={value} exceeds the sharing group size {group_size}")
         return value
     # round() first so that e.g. 0.3 * 10 = 3.0000000000000004 gives 3, not 4.
-    return max(1, math.ceil(round(value * group_size, 9)))
+    return max(group_size // 2 + 1, math.ceil(round(value * group_size, 9)))
 
 
 def check_config_digest(expected: bytes, got: bytes) -> None:

@@ -60,7 +60,9 @@ __all__ = [
 ]
 
 MAGIC = b"SF"
-VERSION = 1
+VERSION = 2
+"""Bumped whenever a message's layout changes (2: the SecAgg messages after the key
+advertisement carry the session id, and MaskedInput the peers whose envelopes failed)."""
 HEADER = struct.Struct(">2sBBIII")
 SERVER = 0xFFFFFFFF
 """The id that stands for the server in ``sender``/``recipient``."""

@@ -10,6 +10,14 @@ record with a single :class:`PeerStatus`. The unmasking reply is derived from
 those statuses: a peer marked SURVIVED yields its self-mask share, a peer
 marked DROPPED yields its mask-key share, and a status is set exactly once, so
 revealing both shares of one peer cannot happen (as in Google's FCP secagg).
+
+Every peer-caused failure is a :class:`RemoteProtocolError` and aborts the
+session, with two exceptions that protect the round from one malicious peer
+(the server's rule is in :mod:`protocols.secagg.server`, "One malicious
+client"): a peer envelope that does not open is reported in the masked input
+(the client then holds none of that peer's shares and does not mask with it),
+as long as at most one does; and peer keys are checked
+(:func:`secagg.keys.check_public_key`) before anything is derived from them.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import numpy as np
 
 from secagg import aead, keys, prg, shamir
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import DecryptionError
+from secagg.errors import DecryptionError, InvalidKeyError
 from secagg.randomness import RandomSource, default_rng
 
 from .. import snapshot, wire
@@ -42,6 +50,7 @@ from . import derivation as d
 if TYPE_CHECKING:  # config imports this module (it registers the state classes)
     from .config import SecAgg
 from .messages import (
+    MAX_FAILED_ENVELOPES,
     AdvertiseKeys,
     KeysAdvertised,
     MaskedInput,
@@ -157,6 +166,7 @@ class CollectingInput(State):
     contexts: dict[int, bytes]
     self_mask_seed: bytes
     held: dict[int, PeerShares]
+    failed: tuple[int, ...] = ()  # peers whose envelope did not open (reported, not masked with)
     NAME: ClassVar[str] = "masked_input"
 
 
@@ -164,8 +174,14 @@ class CollectingInput(State):
 @dataclass
 class Unmasking(State):
     info: _RoundInfo
+    session_id: bytes
     held: dict[int, PeerShares] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
+
+
+def _check_session(msg: SharesDelivered | UnmaskRequest, session_id: bytes) -> None:
+    if msg.session_id != session_id:
+        raise RemoteProtocolError(f"{type(msg).__name__} belongs to another session")
 
 
 class SecAggClient(ClientSession):
@@ -234,16 +250,25 @@ class SecAggClient(ClientSession):
         check_config_digest(self._config_digest, msg.config_digest)
         if self.client_id not in msg.client_ids:
             raise RemoteProtocolError("this client is not among the round's clients")
+        if len(msg.client_ids) < self.proto.min_clients:
+            raise RemoteProtocolError(
+                f"the round invites {len(msg.client_ids)} clients; this client needs at least "
+                f"{self.proto.min_clients}"
+            )
         neighbours = self.proto.neighbours_of(msg.client_ids, msg.nonce, self.client_id)
         try:
             encoder = self.proto.encoder(len(msg.client_ids))
         except ValueError as exc:
             raise RemoteProtocolError(f"round too large for this configuration: {exc}") from exc
+        try:
+            threshold = self.proto.group_threshold(len(neighbours) + 1, len(msg.client_ids))
+        except ValueError as exc:  # e.g. no strict majority of this client's group
+            raise RemoteProtocolError(f"the round's threshold is refused: {exc}") from exc
         info = _RoundInfo(
             nonce=msg.nonce,
             n_clients=len(msg.client_ids),
             neighbours=neighbours,
-            threshold=self.proto.group_threshold(len(neighbours) + 1, len(msg.client_ids)),
+            threshold=threshold,
             encoder=encoder,
         )
         channel = keys.KeyPair.generate(self._rng)
@@ -259,6 +284,16 @@ class SecAggClient(ClientSession):
         st = self._state
         assert isinstance(st, AdvertisingKeys)
         entries = {cid: (c_pk, s_pk) for cid, c_pk, s_pk in msg.keys}
+        # Before anything is derived from them: a small-order or non-canonical key
+        # would force a known shared secret (the server should have refused it).
+        for cid, c_pk, s_pk in msg.keys:
+            for what, public in (("channel", c_pk), ("mask", s_pk)):
+                try:
+                    keys.check_public_key(public)
+                except InvalidKeyError as exc:
+                    raise RemoteProtocolError(
+                        f"the server forwarded an invalid {what} key of client {cid}: {exc}"
+                    ) from exc
         if entries.get(self.client_id) != (st.channel.public_bytes, st.mask.public_bytes):
             raise RemoteProtocolError("the key list does not carry this client's own keys")
         strangers = set(entries) - st.info.neighbours - {self.client_id}
@@ -321,46 +356,65 @@ class SecAggClient(ClientSession):
             self_mask_seed,
             PeerShares(own_b, own_sk),
         )
-        return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes))]
+        return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes), sid)]
 
     def _on_shares_delivered(self, msg: SharesDelivered) -> list[Message]:
         st = self._state
         assert isinstance(st, SharingKeys)
+        _check_session(msg, st.session_id)
         held = {self.client_id: st.own}
+        failed: list[int] = []
         for sender, blob in msg.envelopes:
             if sender not in st.peer_keys:
                 raise RemoteProtocolError(
                     f"shares from {sender}, who advertised no keys to this client"
                 )
-            key = st.channel_keys[sender]
-            try:
-                plaintext = aead.decrypt(
-                    key,
-                    blob,
-                    associated_data=d.envelope_ad(
-                        sender, self.client_id, self.round, st.session_id
-                    ),
-                )
-            except DecryptionError as exc:
-                raise RemoteProtocolError(
-                    f"share envelope from {sender} does not authenticate"
-                ) from exc
-            if len(plaintext) != ENVELOPE_PLAINTEXT_BYTES or _ENVELOPE_HEADER.unpack_from(
-                plaintext
-            ) != (sender, self.client_id):
-                raise RemoteProtocolError(f"share envelope from {sender} is malformed")
-            body = plaintext[_ENVELOPE_HEADER.size :]
-            held[sender] = PeerShares(body[: shamir.SHARE_BYTES], body[shamir.SHARE_BYTES :])
+            shares = self._open_envelope(st, sender, blob)
+            if shares is None:
+                # The sender (or whoever forged the envelope) is reported in the masked
+                # input; this client holds none of its shares and does not mask with it.
+                failed.append(sender)
+            else:
+                held[sender] = shares
+        if len(failed) > MAX_FAILED_ENVELOPES:
+            raise RemoteProtocolError(
+                f"share envelopes from {failed} did not open; at most {MAX_FAILED_ENVELOPES} "
+                "peer may be reported"
+            )
         if len(held) < st.info.threshold:
             raise RemoteProtocolError(
                 f"only {len(held)} share holders in this client's group; threshold is {st.info.threshold}"
             )
         self._state = CollectingInput(
-            st.info, st.mask, st.session_id, st.peer_keys, st.contexts, st.self_mask_seed, held
+            st.info,
+            st.mask,
+            st.session_id,
+            st.peer_keys,
+            st.contexts,
+            st.self_mask_seed,
+            held,
+            tuple(failed),
         )
         if self._input is None and self._encoded_input is None:
             return []
         return self._send_masked_input(self._state)
+
+    def _open_envelope(self, st: SharingKeys, sender: int, blob: bytes) -> PeerShares | None:
+        """The two shares in ``sender``'s envelope, or None if it does not open or is malformed."""
+        try:
+            plaintext = aead.decrypt(
+                st.channel_keys[sender],
+                blob,
+                associated_data=d.envelope_ad(sender, self.client_id, self.round, st.session_id),
+            )
+        except DecryptionError:
+            return None
+        if len(plaintext) != ENVELOPE_PLAINTEXT_BYTES or _ENVELOPE_HEADER.unpack_from(
+            plaintext
+        ) != (sender, self.client_id):
+            return None
+        body = plaintext[_ENVELOPE_HEADER.size :]
+        return PeerShares(body[: shamir.SHARE_BYTES], body[shamir.SHARE_BYTES :])
 
     def _send_masked_input(self, st: CollectingInput) -> list[Message]:
         bits = st.info.encoder.bits
@@ -377,16 +431,22 @@ class SecAggClient(ClientSession):
             context = st.contexts[peer]
             secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
             d.add_pairwise_mask(masked, secret, context, self.client_id, peer)
-        self._state = Unmasking(st.info, st.held)
+        self._state = Unmasking(st.info, st.session_id, st.held)
         return [
             MaskedInput(
-                self.client_id, wire.SERVER, self.round, wire.RingVector(bits, masked.result())
+                self.client_id,
+                wire.SERVER,
+                self.round,
+                wire.RingVector(bits, masked.result()),
+                st.failed,
+                st.session_id,
             )
         ]
 
     def _on_unmask_request(self, msg: UnmaskRequest) -> list[Message]:
         st = self._state
         assert isinstance(st, Unmasking)
+        _check_session(msg, st.session_id)
         survivors, dropped = set(msg.survivors), set(msg.dropped)
         if survivors & dropped:
             raise RemoteProtocolError(
@@ -418,5 +478,6 @@ class SecAggClient(ClientSession):
                 self.round,
                 tuple(self_mask_shares),
                 tuple(mask_key_shares),
+                st.session_id,
             )
         ]

@@ -46,11 +46,28 @@ class SecAgg(AggregationProtocol):
         bits: inputs are summed in Z_{2^bits}; 2 <= bits <= 64. The encoding
             leaves headroom for every invited client, so the sum cannot wrap.
         clip: every coordinate is clipped to [-clip, clip] before encoding.
+        share_margin: the server reconstructs a secret only from at least
+            ``t + share_margin`` shares. It always decodes every share it
+            received as a Reed-Solomon codeword (:mod:`secagg.robust`): with
+            ``m`` shares beyond t, ``m // 2`` lying clients are corrected and
+            named (:attr:`SecAggServer.blame`) and up to ``m`` are detected
+            (the round aborts). With the default 0 a round may end with
+            exactly t responses for a secret, and then one lying client can
+            corrupt the total undetectably; ``share_margin=1`` rules that out
+            (a lie is always detected) at the cost of one more survivor per
+            group, ``2`` also names the liar and completes the round. The
+            SecAgg+ degree and automatic threshold count it.
+        min_clients: a client refuses a RoundStart inviting fewer clients (a
+            server that lists only its target, or the target and a few sybils,
+            would otherwise learn the input from the "sum"). The server refuses
+            to run such a round too. Default 2 (no round of one client).
     """
 
     threshold: float | int | None = 0.5
     bits: int = 32
     clip: float = 1.0
+    share_margin: int = 0
+    min_clients: int = 2
 
     NAME: ClassVar[str] = "secagg"
     DROPOUT_STAGES: ClassVar[tuple[str, ...]] = (
@@ -73,6 +90,18 @@ class SecAgg(AggregationProtocol):
         ):
             raise ValueError(f"bits must be an int in [2, 64], got {self.bits!r}")
         check_positive(self.clip, "clip")
+        if (
+            isinstance(self.share_margin, bool)
+            or not isinstance(self.share_margin, int)
+            or not 0 <= self.share_margin <= 255
+        ):
+            raise ValueError(f"share_margin must be an int in [0, 255], got {self.share_margin!r}")
+        if (
+            isinstance(self.min_clients, bool)
+            or not isinstance(self.min_clients, int)
+            or not 1 <= self.min_clients < 2**32
+        ):
+            raise ValueError(f"min_clients must be an int >= 1, got {self.min_clients!r}")
 
     def _check_threshold(self) -> None:
         check_threshold(self.threshold)
@@ -94,7 +123,12 @@ class SecAgg(AggregationProtocol):
         """
         if group_size > n_clients:
             raise ValueError(f"a sharing group of {group_size} among {n_clients} clients")
-        return self._resolve_threshold(group_size, n_clients)
+        t = self._resolve_threshold(group_size, n_clients)
+        if 2 * t <= group_size:
+            raise ValueError(
+                f"threshold {t} is not a strict majority of a sharing group of {group_size}"
+            )
+        return t
 
     def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
         # check_threshold narrows the type with the check __post_init__ made (None refused).
@@ -128,6 +162,8 @@ class SecAgg(AggregationProtocol):
             struct.pack(">d", -1.0 if self.threshold is None else float(self.threshold)),
             struct.pack(">B", self.bits),
             struct.pack(">d", float(self.clip)),
+            struct.pack(">B", self.share_margin),
+            struct.pack(">I", self.min_clients),
         )
 
     # -- sessions --------------------------------------------------------
@@ -211,6 +247,7 @@ class SecAggPlus(SecAgg):
             dropout_rate=self.dropout_rate,
             security_bits=self.security_bits,
             correctness_bits=self.correctness_bits,
+            margin=self.share_margin,
         )
 
     def _cost_degree(self, n_clients: int) -> int:
@@ -228,6 +265,7 @@ class SecAggPlus(SecAgg):
             n_clients,
             dropout_rate=self.dropout_rate,
             correctness_bits=self.correctness_bits,
+            margin=self.share_margin,
         )
 
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:

@@ -105,17 +105,23 @@ def _majority(group_size: int) -> int:
 
 
 @functools.lru_cache(maxsize=1024)
-def auto_threshold(group_size: int, n: int, *, dropout_rate: float, correctness_bits: int) -> int:
+def auto_threshold(
+    group_size: int, n: int, *, dropout_rate: float, correctness_bits: int, margin: int = 0
+) -> int:
     """The largest t meeting the correctness target for groups of ``group_size`` among n clients.
 
-    ``n * P[Bin(group_size, 1 - dropout_rate) < t] <= 2^-correctness_bits``,
-    searched from ``group_size`` down to a strict majority; a group too small
-    to meet the target at a majority gets the majority (correctness then
-    rests on fewer dropouts than assumed).
+    ``n * P[Bin(group_size, 1 - dropout_rate) < t + margin] <= 2^-correctness_bits``
+    (the server needs ``t + margin`` shares of each secret, ``margin`` to check
+    them), searched from ``group_size - margin`` down to a strict majority; a
+    group too small to meet the target at a majority gets the majority
+    (correctness then rests on fewer dropouts than assumed).
     """
     floor = _majority(group_size)
-    for t in range(group_size, floor - 1, -1):
-        if n * binomial.cdf(t - 1, group_size, 1.0 - dropout_rate) <= 2.0**-correctness_bits:
+    for t in range(group_size - margin, floor - 1, -1):
+        if (
+            n * binomial.cdf(t + margin - 1, group_size, 1.0 - dropout_rate)
+            <= 2.0**-correctness_bits
+        ):
             return t
     return floor
 
@@ -129,23 +135,30 @@ def choose_degree(
     dropout_rate: float,
     security_bits: int,
     correctness_bits: int,
+    margin: int = 0,
 ) -> int:
     """The smallest even degree k meeting the security and correctness targets (see module doc).
 
     ``threshold=None`` chooses the threshold with the degree (:func:`auto_threshold`).
-    Returns ``n - 1`` (the complete graph) when no smaller k does.
+    A round is stuck when fewer than ``t + margin`` members of a group survive
+    (the server's share margin). Returns ``n - 1`` (the complete graph) when
+    no smaller k does.
     """
-    # An absolute threshold t needs groups of at least t members (k >= t - 1).
-    smallest = max(2, threshold - 1) if isinstance(threshold, int) else 2
+    # An absolute threshold t needs groups of at least t + margin members.
+    smallest = max(2, threshold + margin - 1) if isinstance(threshold, int) else 2
     for k in range(smallest + smallest % 2, n - 1, 2):
         if threshold is None:
             t = auto_threshold(
-                k + 1, n, dropout_rate=dropout_rate, correctness_bits=correctness_bits
+                k + 1,
+                n,
+                dropout_rate=dropout_rate,
+                correctness_bits=correctness_bits,
+                margin=margin,
             )
         else:
             t = resolve_threshold(threshold, k + 1)
         exposed = n * binomial.sf(t - 1, k, corrupt_fraction)
-        stuck = n * binomial.cdf(t - 1, k + 1, 1.0 - dropout_rate)
+        stuck = n * binomial.cdf(t + margin - 1, k + 1, 1.0 - dropout_rate)
         if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:
             return k
     return max(n - 1, 0)

@@ -1,5 +1,9 @@
 """Messages of SecAgg and SecAgg+ (Bonawitz et al. CCS 2017, rounds 0-3; Bell et al. CCS 2020).
 
+Every message after the key advertisement carries the round's ``session_id``
+(last field); a session refuses one from another session (RemoteProtocolError),
+so a message replayed from another round with the same number is not taken.
+
 ``STAGE`` is the protocol round a message belongs to; a client that drops
 out at a stage sends none of that stage's messages (nor any later ones).
 """
@@ -13,6 +17,7 @@ from .. import wire
 from ..messages import Message, register
 
 __all__ = [
+    "MAX_FAILED_ENVELOPES",
     "AdvertiseKeys",
     "KeysAdvertised",
     "MaskedInput",
@@ -59,9 +64,11 @@ class ShareKeys(Message):
 
     envelopes: tuple[tuple[int, bytes], ...]
 
+    session_id: bytes = bytes(32)  # the round's (KeysAdvertised.session_id); checked on receipt
+
     TYPE: ClassVar[int] = 18
     STAGE: ClassVar[str] = "share_keys"
-    SCHEMA: ClassVar = (("envelopes", wire.ID_PAIRS),)
+    SCHEMA: ClassVar = (("envelopes", wire.ID_PAIRS), ("session_id", wire.Fixed(32)))
 
 
 @register
@@ -71,21 +78,43 @@ class SharesDelivered(Message):
 
     envelopes: tuple[tuple[int, bytes], ...]
 
+    session_id: bytes = bytes(32)  # the round's (KeysAdvertised.session_id); checked on receipt
+
     TYPE: ClassVar[int] = 19
     STAGE: ClassVar[str] = "masked_input"
-    SCHEMA: ClassVar = (("envelopes", wire.ID_PAIRS),)
+    SCHEMA: ClassVar = (("envelopes", wire.ID_PAIRS), ("session_id", wire.Fixed(32)))
+
+
+#: How many peers one MaskedInput may report in ``failed``. One: with a single
+#: malicious client an honest client sees at most one bad envelope, and the
+#: server drops every reported peer, so a larger budget would let one lying
+#: client remove that many honest ones (protocols.secagg.server explains the rule).
+MAX_FAILED_ENVELOPES = 1
 
 
 @register
 @dataclass(frozen=True, eq=False)
 class MaskedInput(Message):
-    """Client → server: the masked input vector in Z_{2^bits}."""
+    """Client → server: the masked input vector in Z_{2^bits}, and the peers it accuses.
+
+    ``failed`` lists the peers whose share envelope did not open (AES-GCM
+    failed, or a malformed plaintext): the client holds none of their shares
+    and left its pairwise mask with them out of ``vector``. The server's rule
+    for them is in :mod:`protocols.secagg.server` ("One malicious client").
+    """
 
     vector: wire.RingVector
+    failed: tuple[int, ...] = ()
+
+    session_id: bytes = bytes(32)  # the round's (KeysAdvertised.session_id); checked on receipt
 
     TYPE: ClassVar[int] = 20
     STAGE: ClassVar[str] = "masked_input"
-    SCHEMA: ClassVar = (("vector", wire.RING_VECTOR),)
+    SCHEMA: ClassVar = (
+        ("vector", wire.RING_VECTOR),
+        ("failed", wire.IDS),
+        ("session_id", wire.Fixed(32)),
+    )
 
 
 @register
@@ -96,9 +125,11 @@ class UnmaskRequest(Message):
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
 
+    session_id: bytes = bytes(32)  # the round's (KeysAdvertised.session_id); checked on receipt
+
     TYPE: ClassVar[int] = 21
     STAGE: ClassVar[str] = "unmasking"
-    SCHEMA: ClassVar = (("survivors", wire.IDS), ("dropped", wire.IDS))
+    SCHEMA: ClassVar = (("survivors", wire.IDS), ("dropped", wire.IDS), ("session_id", wire.Fixed(32)))
 
 
 @register
@@ -109,9 +140,12 @@ class UnmaskResponse(Message):
     self_mask_shares: tuple[tuple[int, bytes], ...]
     mask_key_shares: tuple[tuple[int, bytes], ...]
 
+    session_id: bytes = bytes(32)  # the round's (KeysAdvertised.session_id); checked on receipt
+
     TYPE: ClassVar[int] = 22
     STAGE: ClassVar[str] = "unmasking"
     SCHEMA: ClassVar = (
         ("self_mask_shares", wire.ID_PAIRS),
         ("mask_key_shares", wire.ID_PAIRS),
+        ("session_id", wire.Fixed(32)),
     )

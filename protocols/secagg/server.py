@@ -18,6 +18,55 @@ that must fail aborts before anything is revealed.
 
 Every incoming message is fully validated before any state changes, so a
 rejected message (:class:`RemoteProtocolError`) leaves the server usable.
+
+One malicious client
+--------------------
+Bonawitz et al. (CCS 2017, section 6) let the adversary control clients as
+well as the server. Against a deviating *server* nothing here is claimed (that
+needs signed keys and the consistency check round). Against *one* deviating
+client, with an honest server, the rules below make a lie cost no more than
+dropping out: the liar drops itself, and by a false report at most one honest
+peer as well. No rule needs to know who lied (without signatures the server
+cannot tell):
+
+* Keys: an AdvertiseKeys with an invalid, small-order or repeated X25519 key
+  (:func:`secagg.keys.check_public_key`) is refused; the client is then one
+  that advertised nothing, and no peer ever sees the key.
+* Envelopes: a client that cannot open peer v's envelope (AES-GCM fails or
+  the plaintext is malformed) keeps none of v's shares, leaves its pairwise
+  mask with v out of its masked input, and reports v in
+  ``MaskedInput.failed``, which may name at most
+  :data:`~protocols.secagg.messages.MAX_FAILED_ENVELOPES` (one) peer; a
+  report naming more is refused with the whole masked input. The server
+  drops every reported peer *for everyone*: its input is not summed and its
+  self-mask seed is never requested, and its mask key is rebuilt from the
+  clients that did open its envelope, which are exactly the survivors that
+  masked with it (:meth:`SecAggServer._masked_with`). A peer is thus either
+  survived for every client or dropped for every client, and each client
+  reveals one share per peer (the client's invariant). With one malicious
+  client m: if m garbles its envelopes, every honest client that got one
+  reports m (its only bad envelope) and m alone is dropped; if it garbled all
+  of them nobody masked with m and nothing of m's is needed. If m reports an
+  honest v instead, v is dropped: m removes itself (it may still be summed)
+  plus the one it accuses, and naming two peers removes only m.
+  Still open: if m lets between 1 and t + margin - 1 surviving peers open its
+  envelope and garbles the rest, those peers masked with m but are too few to
+  rebuild m's mask key; the round then aborts before any share is requested,
+  naming m (the operator leaves it out of the next round). An honest client
+  with bad envelopes from two peers (two malicious clients) aborts.
+* Wrong shares: each secret is decoded from every share received, as a
+  Reed-Solomon codeword (:func:`secagg.robust.decode_many`; McEliece and
+  Sarwate 1981, Gao 2003), from at least ``t + share_margin`` shares. Up to
+  ``(n' - t) // 2`` wrong shares among ``n'`` are corrected and their senders
+  (share x = client id + 1) named in :attr:`SecAggServer.blame`; up to
+  ``n' - t`` are detected and the round aborts, naming whose secret it was
+  and who held its shares (the liar among them cannot be told apart). With exactly t shares (possible only with
+  ``share_margin=0``, the default) nothing can be checked, and one lying
+  client corrupts the total undetectably; the server always waits for every
+  awaited response until the deadline, so that happens only when the other
+  holders did not answer in time.
+* What no rule here prevents: a masked input is uniformly random to the
+  server, so a client may contribute any value in Z_{2^bits} as its input.
 """
 
 from __future__ import annotations
@@ -29,8 +78,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from secagg import keys, prg, shamir
-from secagg.errors import ShamirError
+from secagg import keys, prg, robust, shamir
+from secagg.errors import InvalidKeyError, ShamirError, UndecodableSharesError
 from secagg.randomness import RandomSource, default_rng
 
 from .. import wire
@@ -40,6 +89,7 @@ from ..events import DeadlinePassed
 from ..messages import Abort, Message, RoundStart
 from . import derivation as d
 from .messages import (
+    MAX_FAILED_ENVELOPES,
     AdvertiseKeys,
     KeysAdvertised,
     MaskedInput,
@@ -88,6 +138,7 @@ class CollectingMaskedInputs(State):
     session_id: bytes
     sharers: frozenset[int]
     masked: dict[int, np.ndarray] = field(default_factory=dict)
+    failed: dict[int, frozenset[int]] = field(default_factory=dict)  # who reported whom
     NAME: ClassVar[str] = "masked_input"
 
     def awaiting(self, server: ServerSession) -> frozenset[int]:
@@ -101,6 +152,7 @@ class CollectingUnmasking(State):
     survivors: frozenset[int]
     dropped: frozenset[int]
     masked: dict[int, np.ndarray]
+    failed: dict[int, frozenset[int]]
     requests: dict[int, UnmaskRequest]
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
@@ -133,6 +185,10 @@ class SecAggServer(ServerSession):
         round: int = 0,
     ) -> None:
         super().__init__(client_ids, dim, round)
+        if len(self.client_ids) < proto.min_clients:
+            raise ValueError(
+                f"{len(self.client_ids)} clients, the configuration needs at least {proto.min_clients}"
+            )
         self.proto = proto
         self._rng = default_rng(rng)
         self.encoder = proto.encoder(len(self.client_ids))  # ValueError if bits are too few
@@ -140,6 +196,9 @@ class SecAggServer(ServerSession):
         self.nonce = b""
         self.neighbours: dict[int, frozenset[int]] = {}
         self.thresholds: dict[int, int] = {}
+        #: Clients caught deviating this round, with what they did (a wrong share,
+        #: a reported envelope). Refused messages are not listed: the driver sees those.
+        self.blame: dict[int, str] = {}
 
     def _initial_state(self) -> State:
         return NotStarted()
@@ -163,14 +222,28 @@ class SecAggServer(ServerSession):
     def _group(self, cid: int) -> frozenset[int]:
         return self.neighbours[cid] | {cid}
 
+    def _need(self, cid: int) -> int:
+        """Shares of each of ``cid``'s secrets the server needs: t, plus the margin to check them."""
+        return self.thresholds[cid] + self.proto.share_margin
+
+    def _masked_with(
+        self, failed: dict[int, frozenset[int]], v: int, among: frozenset[int]
+    ) -> frozenset[int]:
+        """The clients in ``among`` whose masked input holds a pairwise mask with ``v``.
+
+        They are also exactly the ones in ``among`` that hold ``v``'s shares: a
+        client masks with the peers whose envelopes it opened, and only those.
+        """
+        return frozenset(w for w in self.neighbours[v] & among if v not in failed.get(w, ()))
+
     def _prune(self, candidates: Iterable[int]) -> frozenset[int]:
-        """Remove clients whose sharing group has fewer than t members left, to a fixpoint."""
+        """Remove clients whose sharing group has fewer than t + margin members left, to a fixpoint."""
         alive = set(candidates)
         changed = True
         while changed:
             changed = False
             for cid in sorted(alive):
-                if len(self._group(cid) & alive) < self.thresholds[cid]:
+                if len(self._group(cid) & alive) < self._need(cid):
                     alive.discard(cid)
                     changed = True
         return frozenset(alive)
@@ -188,6 +261,15 @@ class SecAggServer(ServerSession):
         self._expect_new(msg.sender, self.client_ids, st.advertised)
         if msg.channel_public_key == msg.mask_public_key:
             raise RemoteProtocolError(f"client {msg.sender} advertised the same key twice")
+        # Refused here, so a small-order key never reaches (and never fails) a peer;
+        # the client is left out of the round like one that advertised nothing.
+        for what, public in (("channel", msg.channel_public_key), ("mask", msg.mask_public_key)):
+            try:
+                keys.check_public_key(public)
+            except InvalidKeyError as exc:
+                raise RemoteProtocolError(
+                    f"client {msg.sender} advertised an invalid {what} key: {exc}"
+                ) from exc
         st.advertised[msg.sender] = (msg.channel_public_key, msg.mask_public_key)
         if len(st.advertised) == len(self.client_ids):
             return self.close_stage()
@@ -236,6 +318,7 @@ class SecAggServer(ServerSession):
     def _on_share_keys(self, msg: ShareKeys) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingShares)
+        _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.keys, st.envelopes)
         recipients = {cid for cid, _ in msg.envelopes}
         expected = (self.neighbours[msg.sender] & set(st.keys)) - {msg.sender}
@@ -261,7 +344,7 @@ class SecAggServer(ServerSession):
                 (sender, st.envelopes[sender][cid])
                 for sender in sorted(self.neighbours[cid] & sharers)
             )
-            out.append(SharesDelivered(wire.SERVER, cid, self.round, incoming))
+            out.append(SharesDelivered(wire.SERVER, cid, self.round, incoming, st.session_id))
         out += self._exclude(excluded, "too few neighbours shared keys")
         self._state = CollectingMaskedInputs(st.keys, st.session_id, sharers)
         return out
@@ -270,13 +353,27 @@ class SecAggServer(ServerSession):
     def _on_masked_input(self, msg: MaskedInput) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingMaskedInputs)
+        _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.sharers, st.masked)
         if msg.vector.bits != self.encoder.bits or msg.vector.values.shape != (self.dim,):
             raise RemoteProtocolError(
                 f"client {msg.sender} sent a {msg.vector.values.shape[0]}-vector in Z_2^{msg.vector.bits}, "
                 f"expected {self.dim} in Z_2^{self.encoder.bits}"
             )
+        delivered = (self.neighbours[msg.sender] & st.sharers) - {msg.sender}
+        if not set(msg.failed) <= delivered:
+            raise RemoteProtocolError(
+                f"client {msg.sender} reports envelopes from {sorted(set(msg.failed) - delivered)}, "
+                "which it was not sent"
+            )
+        if len(msg.failed) > MAX_FAILED_ENVELOPES:
+            raise RemoteProtocolError(
+                f"client {msg.sender} reports {len(msg.failed)} peers; at most "
+                f"{MAX_FAILED_ENVELOPES} may be reported"
+            )
         st.masked[msg.sender] = msg.vector.values
+        if msg.failed:
+            st.failed[msg.sender] = frozenset(msg.failed)
         if len(st.masked) == len(st.sharers):
             return self.close_stage()
         return []
@@ -284,17 +381,25 @@ class SecAggServer(ServerSession):
     def _close_masked(self, event: DeadlinePassed) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingMaskedInputs)
-        survivors = self._prune(st.masked)
+        # A reported peer is dropped for everyone: its reporter left its mask with it
+        # out, so its input cannot be in the sum (module docstring, "One malicious client").
+        reported: dict[int, list[int]] = defaultdict(list)
+        for u in sorted(st.failed):
+            for v in st.failed[u]:
+                reported[v].append(u)
+        for v, reporters in reported.items():
+            self.blame[v] = f"its share envelopes to {reporters} did not open"
+        survivors = self._prune(set(st.masked) - set(reported))
         dropped = st.sharers - survivors
         # Every dropped client whose pairwise masks sit in a survivor's input must be
         # recoverable from survivors' shares; check before a single share is requested.
         for cid in sorted(dropped):
-            if (
-                self.neighbours[cid] & survivors
-                and len(self._group(cid) & survivors) < self.thresholds[cid]
-            ):
+            holders = self._masked_with(st.failed, cid, survivors)
+            if holders and len(holders) < self._need(cid):
                 return self._abort_round(
-                    f"client {cid} dropped and too few of its neighbours survive to remove its masks",
+                    f"client {cid} dropped and only {len(holders)} of the survivors that masked "
+                    f"with it hold its shares; {self._need(cid)} are needed to remove its masks"
+                    + (f" ({self.blame[cid]})" if cid in reported else ""),
                     st.sharers,
                 )
         if not survivors:
@@ -307,7 +412,9 @@ class SecAggServer(ServerSession):
                 cid,
                 self.round,
                 tuple(sorted(self._group(cid) & survivors)),
-                tuple(sorted(self._group(cid) & dropped)),
+                # Not the peers it reported: it holds no shares of those.
+                tuple(sorted((self.neighbours[cid] & dropped) - st.failed.get(cid, frozenset()))),
+                st.session_id,
             )
             for cid in sorted(survivors)
         }
@@ -315,7 +422,7 @@ class SecAggServer(ServerSession):
         out += self._exclude(set(st.masked) - survivors, "too few neighbours sent a masked input")
         out += self._exclude(st.sharers - set(st.masked), "no masked input received")
         self._state = CollectingUnmasking(
-            st.keys, st.session_id, survivors, dropped, dict(st.masked), requests
+            st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed), requests
         )
         return out
 
@@ -323,6 +430,7 @@ class SecAggServer(ServerSession):
     def _on_unmask_response(self, msg: UnmaskResponse) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingUnmasking)
+        _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.requests, st.responses)
         request = st.requests[msg.sender]
         if (
@@ -333,6 +441,8 @@ class SecAggServer(ServerSession):
         for _, share in (*msg.self_mask_shares, *msg.mask_key_shares):
             if len(share) != shamir.SHARE_BYTES:
                 raise RemoteProtocolError(f"client {msg.sender} sent a share of the wrong length")
+            if int.from_bytes(share, "big") >= shamir.FIELD_PRIME:
+                raise RemoteProtocolError(f"client {msg.sender} sent a share outside the field")
         st.responses[msg.sender] = msg
         if len(st.responses) == len(st.requests):
             return self.close_stage()
@@ -342,9 +452,11 @@ class SecAggServer(ServerSession):
         st = self._state
         assert isinstance(st, CollectingUnmasking)
         try:
-            self_seeds = self._reconstruct(st, st.survivors, lambda r: r.self_mask_shares)
-            needed = {v for v in st.dropped if self.neighbours[v] & st.survivors}
-            mask_keys = self._reconstruct(st, needed, lambda r: r.mask_key_shares)
+            self_seeds = self._reconstruct(
+                st, st.survivors, lambda r: r.self_mask_shares, "self-mask seed"
+            )
+            needed = {v for v in st.dropped if self._masked_with(st.failed, v, st.survivors)}
+            mask_keys = self._reconstruct(st, needed, lambda r: r.mask_key_shares, "mask key")
         except _Unrecoverable as exc:
             self._abort(str(exc))
             return []
@@ -361,7 +473,7 @@ class SecAggServer(ServerSession):
             if pair is None or pair.public_bytes != st.keys[v][1]:
                 self._abort(f"reconstructed mask key of client {v} does not match its public key")
                 return []
-            for u in sorted(self.neighbours[v] & st.survivors):
+            for u in sorted(self._masked_with(st.failed, v, st.survivors)):
                 context = d.pair_context(st.session_id, u, st.keys[u], v, st.keys[v])
                 # y_u carries u's signed mask with v; take it back out.
                 secret_uv = d.pairwise_secret(pair, st.keys[u][1], context)
@@ -382,38 +494,56 @@ class SecAggServer(ServerSession):
         st: CollectingUnmasking,
         owners: Iterable[int],
         pick: Callable[[UnmaskResponse], Sequence[tuple[int, bytes]]],
+        what: str,
     ) -> dict[int, bytes]:
-        """Combine the shares of each owner's secret, batching owners with the same holders."""
+        """Decode each owner's secret from its shares, batching owners with the same holders.
+
+        Reed-Solomon decoding (:mod:`secagg.robust`) corrects up to
+        ``(n' - t) // 2`` wrong shares among the ``n'`` received and names
+        their senders in :attr:`blame`; more wrong shares than that, or fewer
+        than t + margin shares, raise :class:`_Unrecoverable`: never a wrong secret
+        from at most ``margin`` liars (module docstring, "Wrong shares").
+        """
+        tables = {h: dict(pick(r)) for h, r in st.responses.items()}  # each response indexed once
         by_holders: dict[tuple[tuple[int, ...], int], list[int]] = defaultdict(list)
         for owner in sorted(owners):
-            holders = tuple(sorted(self._group(owner) & set(st.responses)))
-            if len(holders) < self.thresholds[owner]:
+            holders = tuple(h for h in sorted(tables) if owner in tables[h])
+            if len(holders) < self._need(owner):
                 raise _Unrecoverable(
-                    f"only {len(holders)} unmasking responses hold shares of client {owner}; "
-                    f"threshold is {self.thresholds[owner]}"
+                    f"only {len(holders)} unmasking responses hold shares of client {owner}'s "
+                    f"{what}; {self._need(owner)} are needed (threshold {self.thresholds[owner]} "
+                    f"plus a margin of {self.proto.share_margin} to check them)"
                 )
             by_holders[holders, self.thresholds[owner]].append(owner)
         secrets: dict[int, bytes] = {}
-        tables: dict[int, dict[int, bytes]] = {}  # each response's shares, indexed once
         for (holders, threshold), group in by_holders.items():
-            for h in holders:
-                if h not in tables:
-                    tables[h] = dict(pick(st.responses[h]))
+            # Share x-coordinates are client_id + 1 (the client's split_many convention).
             points = {h + 1: [tables[h][owner] for owner in group] for h in holders}
             try:
-                values = shamir.combine_many(points, threshold, secret_len=32)
-            except ShamirError:
-                # Name the owner whose shares do not fit one polynomial.
-                for i, owner in enumerate(group):
-                    try:
-                        shamir.combine({x: v[i] for x, v in points.items()}, threshold, 32)
-                    except ShamirError as exc:
-                        raise _Unrecoverable(
-                            f"shares of client {owner} are inconsistent: {exc}"
-                        ) from exc
-                raise
-            secrets.update(zip(group, values))
+                decoded = robust.decode_many(points, threshold, secret_len=32)
+            except UndecodableSharesError as exc:
+                owner = group[exc.secret_index or 0]
+                raise _Unrecoverable(
+                    f"the {len(holders)} shares of client {owner}'s {what} (held by "
+                    f"{list(holders)}) are inconsistent: more than {exc.max_errors} are wrong, "
+                    "so the liars cannot be told apart"
+                ) from exc
+            except ShamirError as exc:  # decodes to a value no client could have shared
+                raise _Unrecoverable(f"shares of a {what} are inconsistent: {exc}") from exc
+            for owner, liars in zip(group, decoded.liars, strict=True):
+                for x in sorted(liars):
+                    self.blame[x - 1] = f"sent a wrong share of client {owner}'s {what}"
+            secrets.update(zip(group, decoded.secrets, strict=True))
         return secrets
+
+
+def _check_session(msg: ShareKeys | MaskedInput | UnmaskResponse, session_id: bytes) -> None:
+    # Checked before the duplicate check: a replay from another session must not
+    # count as this client's message (the real one is still accepted after it).
+    if msg.session_id != session_id:
+        raise RemoteProtocolError(
+            f"{type(msg).__name__} from client {msg.sender} belongs to another session"
+        )
 
 
 class _Unrecoverable(Exception):

@@ -351,7 +351,7 @@ def test_header_fields_are_checked(msg):
     for magic in (b"FS", b"\x00\x00", b"SG"):
         with pytest.raises(WireFormatError, match="magic"):
             Message.from_bytes(bytes(magic) + bytes(data[2:]))
-    for version in (0, 2, 255):
+    for version in (0, wire.VERSION - 1, wire.VERSION + 1, 255):
         bad = bytearray(data)
         bad[2] = version
         with pytest.raises(WireFormatError, match="version"):
@@ -468,7 +468,7 @@ def test_read_header_checks_magic_version_and_type(msg):
     data = msg.to_bytes()
     with pytest.raises(WireFormatError, match="magic"):
         wire.read_header(b"FS" + data[2:])
-    for version in (0, 2, 255):
+    for version in (0, wire.VERSION - 1, wire.VERSION + 1, 255):
         with pytest.raises(WireFormatError, match="version"):
             wire.read_header(data[:2] + bytes([version]) + data[3:])
     for code in set(range(256)) - set(message_types()):
@@ -524,8 +524,9 @@ def test_ring_vector_packs_at_ceil_bits_over_8_bytes(bits, data):
     rv = data.draw(ring_vectors(bits))
     dim = len(rv.values)
     encoded = sm.MaskedInput(3, wire.SERVER, 0, rv).to_bytes()
-    # header | bits (u8) | count (u32) | dim * ceil(bits/8) bytes
-    assert len(encoded) == wire.HEADER.size + 1 + 4 + dim * math.ceil(bits / 8)
+    # header | bits (u8) | count (u32) | dim * ceil(bits/8) bytes | failed ids (u32 count,
+    # none) | session id (32)
+    assert len(encoded) == wire.HEADER.size + 1 + 4 + dim * math.ceil(bits / 8) + 4 + 32
     back = Message.from_bytes(encoded)
     assert back.vector.bits == bits and back.vector.values.dtype == np.uint64
     assert [int(v) for v in back.vector.values] == [int(v) for v in rv.values]
@@ -541,7 +542,8 @@ def test_ring_vector_entries_of_2_to_the_bits_or_more_are_rejected(bits, data):
     entries = list(good)
     entries[bad_at] = data.draw(st.integers(1 << bits, (1 << (8 * width)) - 1))
     body = b"".join(v.to_bytes(width, "little") for v in entries)
-    raw = header(sm.MaskedInput.TYPE) + struct.pack(">BI", bits, len(entries)) + body
+    no_failed = struct.pack(">I", 0) + bytes(32)  # no failed peers, a session id
+    raw = header(sm.MaskedInput.TYPE) + struct.pack(">BI", bits, len(entries)) + body + no_failed
     with pytest.raises(WireFormatError, match="fit"):
         Message.from_bytes(raw)
     # ... while the same layout with in-range entries decodes to exactly those entries.
@@ -549,13 +551,14 @@ def test_ring_vector_entries_of_2_to_the_bits_or_more_are_rejected(bits, data):
         header(sm.MaskedInput.TYPE)
         + struct.pack(">BI", bits, len(good))
         + b"".join(v.to_bytes(width, "little") for v in good)
+        + no_failed
     )
     assert [int(v) for v in Message.from_bytes(ok).vector.values] == good
 
 
 @pytest.mark.parametrize("bits", [0, 65, 255])
 def test_ring_vector_bits_out_of_range_are_rejected(bits):
-    raw = header(sm.MaskedInput.TYPE) + struct.pack(">BI", bits, 1) + b"\x00" * 8
+    raw = header(sm.MaskedInput.TYPE) + struct.pack(">BI", bits, 1) + b"\x00" * 8 + bytes(36)
     with pytest.raises(WireFormatError):
         Message.from_bytes(raw)
 
