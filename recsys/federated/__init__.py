@@ -39,7 +39,7 @@ from .local import (
 from .outcome import RoundOutcome, round_events
 from .population import ClientDirectory, ClientPopulation, EvalResult
 from .server import ItemServer
-from .trainer import FederatedTrainer, cohort_uploads
+from .trainer import FederatedTrainer, cohort_evaluation_sums, cohort_uploads
 from .update import UpdateLayout
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "UpdateLayout",
     "build_protocol",
     "client_vectors",
+    "cohort_evaluation_sums",
     "cohort_uploads",
     "coordinate_bound",
     "evaluate_rows",

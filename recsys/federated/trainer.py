@@ -61,7 +61,7 @@ from .population import ClientDirectory, ClientPopulation, EvalResult
 from .server import ItemServer
 from .update import UpdateLayout
 
-__all__ = ["FederatedTrainer", "cohort_uploads"]
+__all__ = ["FederatedTrainer", "cohort_evaluation_sums", "cohort_uploads"]
 
 
 def cohort_uploads(
@@ -99,6 +99,30 @@ def cohort_uploads(
         len(cohort),
         count_weight=plan.count_weight,
         coordinate_clip=None if plan.dp else plan.coordinate_clip,
+    )
+
+
+def cohort_evaluation_sums(
+    population: ClientPopulation,
+    config: FederatedConfig,
+    factors: Tensor,
+    bias: Tensor,
+) -> np.ndarray:
+    """Each client's evaluation sums (:mod:`recsys.federated.evaluation`) of the
+    received item tables, one row per client of ``population``.
+
+    The one place that defines a client's evaluation, as :func:`cohort_uploads`
+    defines its training: the in-process trainer and a node of the Flower app
+    both call it.
+    """
+    return population.client_sums(
+        factors,
+        bias,
+        global_mean=config.mu,
+        reg_factors=config.reg_factors,
+        reg_bias=config.reg_bias,
+        clip=config.rating_scale,
+        bias_scale_reg=config.bias_scale_reg,
     )
 
 
@@ -208,17 +232,8 @@ class FederatedTrainer:
 
     def client_sums(self) -> np.ndarray:
         """Every client's evaluation sums of the served item tables (on their devices)."""
-        cfg = self.config
         factors, bias = self.server.served()
-        return self._clients().client_sums(
-            factors,
-            bias,
-            global_mean=cfg.mu,
-            reg_factors=cfg.reg_factors,
-            reg_bias=cfg.reg_bias,
-            clip=cfg.rating_scale,
-            bias_scale_reg=cfg.bias_scale_reg,
-        )
+        return cohort_evaluation_sums(self._clients(), self.config, factors, bias)
 
     def evaluate(self, plan: Plan | None = None, *, round: int | None = None) -> EvalResult:
         """Evaluation on the devices, aggregated through ``plan``'s protocol (no DP).

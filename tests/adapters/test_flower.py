@@ -385,17 +385,23 @@ def test_sessions_live_in_context_state_between_steps(task_identity):
     assert all(v is None for v in seen[-1].values())  # completed: nothing kept
 
 
+def _masked_input_to(victim: int):
+    """Whether a Flower message carries the server's masked-input step to ``victim``."""
+
+    def hit(message) -> bool:
+        record = message.content.config_records[fa.RECORD]
+        first = protocols.Message.from_bytes(split_length_prefixed(record["messages"])[0])
+        return message.metadata.dst_node_id == victim and first.STAGE == "masked_input"
+
+    return hit
+
+
 def test_timeouts_are_dropouts(task_identity):
     """A reply that never comes (the step's timeout passed) drops the node."""
     s = SCENARIOS[2]  # secagg+ with 5 clients
     victim = 1002
 
-    def lose(message) -> bool:
-        record = message.content.config_records[fa.RECORD]
-        first = protocols.Message.from_bytes(split_length_prefixed(record["messages"])[0])
-        return message.metadata.dst_node_id == victim and first.STAGE == "masked_input"
-
-    grid = LocalGrid(build_client_app(TABLE), 5, lose=lose)
+    grid = LocalGrid(build_client_app(TABLE), 5, lose=_masked_input_to(victim))
     nodes = sorted(grid.get_node_ids())
     inputs = s.inputs(2)
     out = fa.run_round(
@@ -420,12 +426,7 @@ def test_a_dead_node_is_named_by_the_message_its_error_answers(task_identity):
     s = SCENARIOS[2]  # secagg+ with 5 clients
     victim = 1003
 
-    def dies(message) -> bool:
-        record = message.content.config_records[fa.RECORD]
-        first = protocols.Message.from_bytes(split_length_prefixed(record["messages"])[0])
-        return message.metadata.dst_node_id == victim and first.STAGE == "masked_input"
-
-    grid = LocalGrid(build_client_app(TABLE), 5, dies=dies)
+    grid = LocalGrid(build_client_app(TABLE), 5, dies=_masked_input_to(victim))
     nodes = sorted(grid.get_node_ids())
     inputs = s.inputs(3)
     out = fa.run_round(

@@ -53,6 +53,7 @@ def device_input(message: Message, context: Context) -> np.ndarray:
         FederatedConfig,
         UpdateLayout,
         client_vectors,
+        cohort_evaluation_sums,
         cohort_uploads,
     )
     from recsys.plan import Plan
@@ -67,15 +68,7 @@ def device_input(message: Message, context: Context) -> np.ndarray:
     bias = torch.as_tensor(model["bias"].numpy(), dtype=torch.float64)
     population = ClientPopulation(train, test, cfg.n_factors)
     if task["kind"] == "evaluate":
-        sums = population.client_sums(
-            factors,
-            bias,
-            global_mean=cfg.mu,
-            reg_factors=cfg.reg_factors,
-            reg_bias=cfg.reg_bias,
-            clip=cfg.rating_scale,
-            bias_scale_reg=cfg.bias_scale_reg,
-        )
+        sums = cohort_evaluation_sums(population, cfg, factors, bias)
         return client_vectors(sums[[client]], cfg.rating_scale)[0]
     layout = UpdateLayout(train.n_items, cfg.n_factors, weighted=cfg.aggregation == "item")
     return cohort_uploads(population, layout, cfg, factors, bias, np.array([client]), plan)[0]
