@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["LENGTH_BYTES", "MAX_PART_LENGTH", "length_prefixed", "split_length_prefixed"]
+__all__ = [
+    "LENGTH_BYTES",
+    "MAX_PART_LENGTH",
+    "length_prefixed",
+    "require_bytes",
+    "split_length_prefixed",
+]
 
 #: Size of the big-endian length prefix of each part.
 LENGTH_BYTES = 4
@@ -70,3 +76,10 @@ def split_length_prefixed(data: bytes) -> list[bytes]:
         parts.append(bytes(view[pos : pos + n]))
         pos += n
     return parts
+
+
+def require_bytes(value: object, name: str) -> bytes:
+    """``value`` as ``bytes`` if it is bytes-like; TypeError naming ``name`` otherwise."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
+    return bytes(value)

@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import InvalidKeyError, RosterError, SignatureError
-from .framing import length_prefixed
+from .framing import length_prefixed, require_bytes
 from .randomness import RandomSource, default_rng
 
 __all__ = [
@@ -89,12 +89,6 @@ _ENTRY_BYTES = _ID.size + PUBLIC_KEY_BYTES
 _P = (1 << 255) - 19
 _D = -121665 * pow(121666, -1, _P) % _P
 _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
-
-
-def _require_bytes(value: object, name: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-    return bytes(value)
 
 
 # ---------------------------------------------------------------------------
@@ -150,7 +144,7 @@ def check_identity_key(public: bytes) -> bytes:
         InvalidKeyError: wrong length, non-canonical, not on the curve, or of small order.
         TypeError: ``public`` is not bytes-like.
     """
-    data = _require_bytes(public, "public key")
+    data = require_bytes(public, "public key")
     if len(data) != PUBLIC_KEY_BYTES:
         raise InvalidKeyError(
             f"an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(data)}"
@@ -190,7 +184,7 @@ class Statement:
 
     def __post_init__(self) -> None:
         for name in ("context", "session_id", "config_digest", "payload"):
-            object.__setattr__(self, name, _require_bytes(getattr(self, name), name))
+            object.__setattr__(self, name, require_bytes(getattr(self, name), name))
         if not self.context:
             raise ValueError("a statement needs a non-empty context label")
         if isinstance(self.round, bool) or not isinstance(self.round, int):
@@ -243,7 +237,7 @@ class IdentityPublicKey:
         """Check an RFC 8032 signature on the raw ``message``; raise SignatureError if it fails."""
         sig = _check_signature_bytes(signature)
         try:
-            self._key.verify(sig, _require_bytes(message, "message"))
+            self._key.verify(sig, require_bytes(message, "message"))
         except InvalidSignature:
             raise SignatureError("Ed25519 signature does not verify") from None
 
@@ -289,7 +283,7 @@ class IdentityKeyPair:
     @classmethod
     def from_private_bytes(cls, seed: bytes) -> IdentityKeyPair:
         """The identity for a 32-byte private-key seed (RFC 8032 section 5.1.5)."""
-        data = _require_bytes(seed, "seed")
+        data = require_bytes(seed, "seed")
         if len(data) != SEED_BYTES:
             raise ValueError(f"an Ed25519 private key seed is {SEED_BYTES} bytes, got {len(data)}")
         return cls._from_key(Ed25519PrivateKey.from_private_bytes(data))
@@ -310,7 +304,7 @@ class IdentityKeyPair:
         encoding, so that a raw signature can never verify as a statement.
         Protocol code should sign statements (:meth:`sign_statement`).
         """
-        data = _require_bytes(message, "message")
+        data = require_bytes(message, "message")
         if data.startswith(_STATEMENT_PREFIX):
             raise ValueError("this message is framed as a statement; use sign_statement()")
         return self._private.sign(data)
@@ -447,7 +441,7 @@ class Roster(Mapping[int, IdentityPublicKey]):
                 range, or an invalid or repeated key.
             TypeError: ``data`` is not bytes-like.
         """
-        raw = _require_bytes(data, "data")
+        raw = require_bytes(data, "data")
         if len(raw) < _COUNT.size:
             raise RosterError("roster encoding is truncated (no count)")
         (count,) = _COUNT.unpack_from(raw)

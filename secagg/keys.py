@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import InvalidKeyError
-from .framing import length_prefixed
+from .framing import length_prefixed, require_bytes
 from .randomness import RandomSource, default_rng
 
 __all__ = [
@@ -85,12 +85,6 @@ SMALL_ORDER_U: frozenset[int] = frozenset(
 _MAX_HKDF_LENGTH = 255 * hashes.SHA256.digest_size
 
 
-def _require_bytes(value: object, name: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-    return bytes(value)
-
-
 def check_public_key(public: bytes) -> bytes:
     """Return ``public`` as bytes if it is an X25519 public key a peer may advertise.
 
@@ -105,7 +99,7 @@ def check_public_key(public: bytes) -> bytes:
             which X25519 gives the all-zero shared secret (RFC 7748 section 6.1).
         TypeError: ``public`` is not bytes-like.
     """
-    data = _require_bytes(public, "public key")
+    data = require_bytes(public, "public key")
     if len(data) != KEY_BYTES:
         raise InvalidKeyError(f"an X25519 public key is {KEY_BYTES} bytes, got {len(data)}")
     u = int.from_bytes(data, "little")
@@ -151,7 +145,7 @@ class KeyPair:
     @classmethod
     def from_private_bytes(cls, private: bytes) -> KeyPair:
         """The key pair for 32 raw private-key bytes (clamped by X25519 as in RFC 7748)."""
-        data = _require_bytes(private, "private")
+        data = require_bytes(private, "private")
         if len(data) != KEY_BYTES:
             raise ValueError(f"an X25519 private key is {KEY_BYTES} bytes, got {len(data)}")
         return cls._from_key(X25519PrivateKey.from_private_bytes(data))
@@ -172,7 +166,7 @@ class KeyPair:
                 the exchange gives the all-zero shared secret.
             TypeError: ``peer_public`` is not bytes-like.
         """
-        peer = check_public_key(_require_bytes(peer_public, "peer_public"))
+        peer = check_public_key(require_bytes(peer_public, "peer_public"))
         try:
             shared = self._private.exchange(X25519PublicKey.from_public_bytes(peer))
         except ValueError as exc:
@@ -192,7 +186,7 @@ class KeyPair:
 def hkdf_info(label: bytes, session_id: bytes) -> bytes:
     """The HKDF ``info`` used by :func:`hkdf`: ``length_prefixed(HKDF_DOMAIN, label, session_id)``."""
     return length_prefixed(
-        HKDF_DOMAIN, _require_bytes(label, "label"), _require_bytes(session_id, "session_id")
+        HKDF_DOMAIN, require_bytes(label, "label"), require_bytes(session_id, "session_id")
     )
 
 
@@ -206,7 +200,7 @@ def hkdf(secret: bytes, *, label: bytes, session_id: bytes, length: int = 32) ->
     computationally independent keys; the output is ``length`` bytes,
     ``1 <= length <= 8160``.
     """
-    ikm = _require_bytes(secret, "secret")
+    ikm = require_bytes(secret, "secret")
     if isinstance(length, bool) or not isinstance(length, int):
         raise TypeError(f"length must be an int, got {type(length).__name__}")
     if not 1 <= length <= _MAX_HKDF_LENGTH:
@@ -251,5 +245,5 @@ def session_id(*public_material: bytes) -> bytes:
     unambiguous, so different material gives different ids up to SHA-256
     collisions.
     """
-    parts = [_require_bytes(p, "public material") for p in public_material]
+    parts = [require_bytes(p, "public material") for p in public_material]
     return hashlib.sha256(length_prefixed(SESSION_DOMAIN, *parts)).digest()
