@@ -63,7 +63,7 @@ import hashlib
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -338,10 +338,29 @@ class DifferentiallyPrivate(AggregationProtocol):
             raise TypeError(f"{self.inner.NAME} made a {type(inner).__name__}, not a ServerSession")
         return DPServer(self, inner, dim, rng)
 
+    @property
+    def variant(self) -> str | None:
+        """The inner protocol's variant (SecAgg/SecAgg+: "active", "semi-honest", "unbound")."""
+        return getattr(self.inner, "variant", None)
+
+    def with_roster(self, roster: Any) -> DifferentiallyPrivate:
+        """This wrapper around ``inner.with_roster(roster)`` (the actively secure SecAgg)."""
+        inner: Any = self.inner
+        return dataclasses.replace(self, inner=inner.with_roster(roster))
+
     def client(
-        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+        self,
+        client_id: int,
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
+        identity: Any = None,
     ) -> DPClient:
-        inner = self.inner.client(client_id, self._inner_dim(dim), rng=rng, round=round)
+        """The inner client wrapped; ``identity`` goes to an actively secure inner config."""
+        maker: Any = self.inner
+        extra = {} if identity is None else {"identity": identity}
+        inner = maker.client(client_id, self._inner_dim(dim), rng=rng, round=round, **extra)
         if not isinstance(inner, ClientSession):  # the inner config is never a wrapper
             raise TypeError(f"{self.inner.NAME} made a {type(inner).__name__}, not a ClientSession")
         return DPClient(self, inner, dim, rng)

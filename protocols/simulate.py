@@ -20,9 +20,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
+from secagg.identity import IdentityKeyPair, Roster, enroll
 from secagg.randomness import DeterministicRandom, RandomSource, SystemRandom
 
 from . import wire
@@ -146,13 +148,19 @@ class _ClientHost:
         inputs: Mapping[int, np.ndarray],
         seed: int | None,
         round: int,
+        identities: Mapping[int, IdentityKeyPair] | None,
     ) -> None:
         self.sessions: dict[int, ClientInterface] = {}
         self.outbox: list[tuple[int, bytes]] = []
         self.timing: dict[str, float] = defaultdict(float)
         for cid, x in inputs.items():
             t0 = time.process_time()
-            session = proto.client(cid, dim, rng=_rng(seed, "client", cid), round=round)
+            rng = _rng(seed, "client", cid)
+            if identities is None:
+                session = proto.client(cid, dim, rng=rng, round=round)
+            else:  # an actively secure config (see _bind_identities)
+                maker: Any = proto
+                session = maker.client(cid, dim, rng=rng, round=round, identity=identities[cid])
             self.sessions[cid] = session
             self._collect(cid, session.start())
             self._collect(cid, session.provide_input(x))
@@ -203,11 +211,12 @@ def _worker(
     inputs: Mapping[int, np.ndarray],
     seed: int | None,
     round: int,
+    identities: Mapping[int, IdentityKeyPair] | None,
 ) -> None:
     # Runs in a forked process: sessions are built here and never leave it;
     # only wire bytes cross the pipe.
     try:
-        host = _ClientHost(proto, dim, inputs, seed, round)
+        host = _ClientHost(proto, dim, inputs, seed, round, identities)
         while True:
             request = conn.recv_bytes()
             if request == b"stop":
@@ -236,6 +245,7 @@ class _ProcessHosts:
         seed: int | None,
         round: int,
         workers: int,
+        identities: Mapping[int, IdentityKeyPair] | None,
     ) -> None:
         ctx = multiprocessing.get_context("fork")
         ids = sorted(inputs)
@@ -247,7 +257,7 @@ class _ProcessHosts:
             self.owner.update({cid: w for cid in mine})
             parent, child = ctx.Pipe()
             proc = ctx.Process(
-                target=_worker, args=(child, proto, dim, mine, seed, round), daemon=True
+                target=_worker, args=(child, proto, dim, mine, seed, round, identities), daemon=True
             )
             proc.start()
             child.close()
@@ -303,6 +313,7 @@ def simulate(
     *,
     round: int = 0,
     workers: int = 1,
+    identities: Mapping[int, IdentityKeyPair] | None = None,
 ) -> SimulationResult:
     """Run one aggregation round in-process through serialized messages.
 
@@ -317,6 +328,12 @@ def simulate(
         round: the round number carried in every message.
         workers: client sessions run in this many forked worker processes
             (``1`` runs everything in this process).
+        identities: client id -> Ed25519 identity, for an actively secure
+            config that has a roster (required then). A SecAgg/SecAgg+ config
+            that names no variant (the default ``SecAgg()``) runs the actively
+            secure one: the simulator enrols the cohort itself (simulated
+            device registration: fresh identities, from ``seed`` if given, or
+            the roster of ``identities``) and binds it with ``with_roster``.
 
     Returns:
         A :class:`SimulationResult`. Raises :class:`ProtocolAborted` (with the
@@ -339,15 +356,16 @@ def simulate(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
 
+    proto, bound = _bind_identities(proto, sorted(vectors), identities, seed)
     stats = Stats(clients=len(vectors))
     wall0 = time.perf_counter()
     t0 = time.process_time()
     server = proto.server(sorted(vectors), dim, rng=_rng(seed, "server"), round=round)
     stats._add("server", "setup", time.process_time() - t0)
     hosts = (
-        _ProcessHosts(proto, dim, vectors, seed, round, workers)
+        _ProcessHosts(proto, dim, vectors, seed, round, workers, bound)
         if workers > 1
-        else _InlineHosts(proto, dim, vectors, seed, round)
+        else _InlineHosts(proto, dim, vectors, seed, round, bound)
     )
     try:
         drive(
@@ -368,6 +386,37 @@ def simulate(
     return SimulationResult(
         total=result.total, survivors=list(result.survivors), stats=stats, result=result
     )
+
+
+def _bind_identities(
+    proto: AggregationProtocol,
+    cohort: list[int],
+    identities: Mapping[int, IdentityKeyPair] | None,
+    seed: int | None,
+) -> tuple[AggregationProtocol, Mapping[int, IdentityKeyPair] | None]:
+    """The config to run and the clients' identities (None: the protocol signs nothing)."""
+    variant = getattr(proto, "variant", None)  # SecAgg/SecAgg+, also inside a DP wrapper
+    if variant in (None, "semi-honest"):
+        if identities is not None:
+            raise LocalProtocolError(f"{proto.NAME} ({variant or 'no variant'}) takes no identities")
+        return proto, None
+    bindable: Any = proto
+    if variant == "unbound":
+        if identities is None:
+            # Simulated device registration; a deployment registers real device keys.
+            rng = None if seed is None else _rng(seed, "identities")
+            roster, identities = enroll(cohort, rng=rng)
+        else:
+            roster = Roster({cid: identities[cid].public_key for cid in cohort})
+        return bindable.with_roster(roster), identities
+    if identities is None:
+        raise LocalProtocolError(
+            "this configuration has a roster: pass identities= (client id -> IdentityKeyPair)"
+        )
+    missing = sorted(set(cohort) - set(identities))
+    if missing:
+        raise LocalProtocolError(f"no identity for clients {missing[:10]}")
+    return proto, identities
 
 
 class _HostsTransport:

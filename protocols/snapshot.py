@@ -198,9 +198,17 @@ def dump_client(session: Any, *, key: bytes | None = None) -> bytes:
 
 
 def load_client(
-    proto: Any, data: bytes, *, rng: RandomSource | None = None, key: bytes | None = None
+    proto: Any,
+    data: bytes,
+    *,
+    rng: RandomSource | None = None,
+    key: bytes | None = None,
+    **client_options: Any,
 ) -> Any:
     """Restore a client session of ``proto`` (what ``proto.restore_client()`` calls).
+
+    ``client_options`` go to ``proto.client`` (e.g. an active SecAgg client's
+    identity key, which a snapshot never holds).
 
     Builds a fresh session with ``proto.client(...)`` (so everything derived
     from the configuration is recomputed, not trusted from the bytes) and then
@@ -224,7 +232,7 @@ def load_client(
         raise SnapshotError(f"snapshot of a {name!r} session, this protocol is {proto.NAME!r}")
     if dim < 1 or record["digest"] != proto.config_digest(dim):
         raise SnapshotError("snapshot was made under another protocol configuration")
-    session: Any = rebuild("session", lambda: proto.client(cid, dim, rng=rng, round=round_))
+    session: Any = rebuild("session", lambda: proto.client(cid, dim, rng=rng, round=round_, **client_options))
     if type(session).__qualname__ != record["session"]:
         raise SnapshotError(
             f"snapshot of a {record['session']!r}, this protocol makes {type(session).__qualname__!r}"

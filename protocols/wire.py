@@ -37,6 +37,7 @@ __all__ = [
     "F64_VECTOR",
     "HEADER",
     "IDS",
+    "ID_DIGESTS",
     "ID_PAIRS",
     "KEY_TRIPLES",
     "MAGIC",
@@ -44,6 +45,8 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "RING_VECTOR",
     "SERVER",
+    "SIGNATURES",
+    "SIGNED_KEYS",
     "STR",
     "U8",
     "U32",
@@ -52,6 +55,7 @@ __all__ = [
     "FieldKind",
     "Fixed",
     "Header",
+    "IdRecords",
     "Reader",
     "check_ids",
     "pack_ring",
@@ -62,7 +66,8 @@ __all__ = [
 MAGIC = b"SF"
 VERSION = 2
 """Bumped whenever a message's layout changes (2: the SecAgg messages after the key
-advertisement carry the session id, and MaskedInput the peers whose envelopes failed)."""
+advertisement carry the session id, and MaskedInput the peers whose envelopes failed).
+The actively secure SecAgg messages are new types, so adding them left every existing layout, and the version, as it was."""
 HEADER = struct.Struct(">2sBBIII")
 SERVER = 0xFFFFFFFF
 """The id that stands for the server in ``sender``/``recipient``."""
@@ -377,6 +382,37 @@ class _KeyTriples(FieldKind):
         return triples
 
 
+class IdRecords(FieldKind):
+    """``(id, bytes[s_1], ..., bytes[s_k])`` records of fixed sizes, strictly increasing ids
+    (signatures, commitments, signed key advertisements)."""
+
+    def __init__(self, *sizes: int) -> None:
+        self.sizes = sizes
+        self._item = struct.Struct(">I" + "".join(f"{size}s" for size in sizes))
+        self.name = "id_records[" + ",".join(map(str, sizes)) + "]"
+
+    def write(self, out: bytearray, value: object) -> None:
+        records = _as_items(value, self.name)
+        for record in records:
+            if not isinstance(record, tuple) or len(record) != 1 + len(self.sizes):
+                raise TypeError(f"{self.name} entries are tuples of {1 + len(self.sizes)}")
+            for data, size in zip(record[1:], self.sizes, strict=True):
+                if len(_as_bytes(data, self.name)) != size:
+                    raise ValueError(f"{self.name} field got {len(data)} bytes, needs {size}")
+        IDS.write(bytearray(), [r[0] for r in records])  # validates order and range
+        out += _U32.pack(len(records))
+        for record in records:
+            out += self._item.pack(*record)
+
+    def read(self, reader: Reader) -> tuple[tuple[Any, ...], ...]:
+        n = reader.count(self._item.size)
+        records = tuple(self._item.iter_unpack(reader.take(n * self._item.size)))
+        ids = [r[0] for r in records]
+        if any(a >= b for a, b in itertools.pairwise(ids)) or (ids and max(ids) > MAX_ID):
+            raise WireFormatError(f"{self.name} ids are not sorted, unique and in range")
+        return records
+
+
 class _Blobs(FieldKind):
     """A tuple of byte strings (ciphertexts)."""
 
@@ -481,6 +517,12 @@ IDS = _Ids()
 ID_PAIRS = _IdPairs()
 KEY_TRIPLES = _KeyTriples()
 BLOBS = _Blobs()
+SIGNATURES = IdRecords(64)
+"""``(signer id, 64-byte Ed25519 signature)`` pairs."""
+ID_DIGESTS = IdRecords(32)
+"""``(id, 32 bytes)`` pairs: commitments and revealed randomness."""
+SIGNED_KEYS = IdRecords(32, 32, 32, 64)
+"""``(id, channel key, mask key, commitment, signature)``: a signed key advertisement, relayed."""
 RING_VECTOR = _RingVectorKind()
 F64_VECTOR = _F64Vector()
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -58,6 +58,7 @@ __all__ = [
     "Roster",
     "Statement",
     "check_identity_key",
+    "enroll",
     "verify",
 ]
 
@@ -471,3 +472,17 @@ class Roster(Mapping[int, IdentityPublicKey]):
         if key is None:
             raise SignatureError(f"client {client_id} is not in the roster")
         key.verify_statement(signature, statement)
+
+
+def enroll(
+    client_ids: Iterable[int], rng: RandomSource | None = None
+) -> tuple[Roster, dict[int, IdentityKeyPair]]:
+    """Simulated device registration: a fresh identity per client, and their roster.
+
+    For simulations and tests: in a deployment each device generates its own
+    key and registers only the public half. Keys come from the OS CSPRNG
+    unless ``rng`` is given (reproducible, so for tests only).
+    """
+    source = None if rng is None else default_rng(rng)
+    identities = {int(cid): IdentityKeyPair.generate(source) for cid in client_ids}
+    return Roster({cid: pair.public_key for cid, pair in identities.items()}), identities

@@ -18,6 +18,32 @@ client"): a peer envelope that does not open is reported in the masked input
 (the client then holds none of that peer's shares and does not mask with it),
 as long as at most one does; and peer keys are checked
 (:func:`secagg.keys.check_public_key`) before anything is derived from them.
+
+The actively secure variant (a roster; Bonawitz et al., CCS 2017, section 4
+and Fig. 4; Bell et al., CCS 2020) adds, in its own states::
+
+    round_start -> advertise_keys [-> reveal (SecAgg+)] -> share_keys -> masked_input
+        -> consistency -> unmasking -> completed
+
+* Signed advertisements: the client signs its keys (and, in SecAgg+, its
+  commitment to the graph-seed randomness) under the round id, round and
+  config digest, and verifies every neighbour's signature against the roster
+  before it derives or shares anything; one bad signature aborts with nothing
+  shared. Substituting a peer's keys needs a forged signature.
+* SecAgg+ graph seed: the neighbours follow from ``H(round id, every (id,
+  r_i))``; every reveal is checked against the commitment list the client
+  received, its own must be there, and a missing one aborts (the server
+  cannot pick the subset of reveals that suits it).
+* Consistency check: after its masked input the client signs, once per
+  session (its state moves on), the survivor set S the server announces, if
+  it is in S, S lies in the cohort and S keeps at least t of its group.
+* **Invariant**: in the active variant, a peer's status comes only from a set
+  S that at least T_sig (:func:`protocols.secagg.config.consistency_threshold`)
+  distinct cohort members signed and that this client signed itself:
+  SURVIVED if in S, DROPPED otherwise. Honest clients sign one set, so no two
+  honest clients settle one peer differently, and the client itself, always
+  in S, never reveals its own mask-key share (the semi-honest client refuses
+  a request naming it dropped, too).
 """
 
 from __future__ import annotations
@@ -31,7 +57,8 @@ import numpy as np
 
 from secagg import aead, keys, prg, shamir
 from secagg.encoding import FixedPointEncoder
-from secagg.errors import DecryptionError, InvalidKeyError
+from secagg.errors import DecryptionError, InvalidKeyError, SignatureError
+from secagg.identity import ADVERTISE_CONTEXT, CONSISTENCY_CONTEXT, IdentityKeyPair, Statement
 from secagg.randomness import RandomSource, default_rng
 
 from .. import snapshot, wire
@@ -52,10 +79,17 @@ if TYPE_CHECKING:  # config imports this module (it registers the state classes)
 from .messages import (
     MAX_FAILED_ENVELOPES,
     AdvertiseKeys,
+    CertifiedUnmaskRequest,
+    Commitments,
+    ConsistencyCheck,
+    ConsistencySignature,
     KeysAdvertised,
     MaskedInput,
+    Reveal,
     ShareKeys,
     SharesDelivered,
+    SignedAdvertiseKeys,
+    SignedKeysAdvertised,
     UnmaskRequest,
     UnmaskResponse,
 )
@@ -126,6 +160,15 @@ class _RoundInfo:
 
 @snapshot.state
 @dataclass
+class _ActiveRound:
+    """What the actively secure variant keeps besides :class:`_RoundInfo`."""
+
+    cohort: tuple[int, ...]  # the invited ids (RoundStart), which the round id binds
+    round_id: bytes
+
+
+@snapshot.state
+@dataclass
 class AwaitingRoundStart(State):
     NAME: ClassVar[str] = "round_start"
 
@@ -141,6 +184,33 @@ class AdvertisingKeys(State):
 
 @snapshot.state
 @dataclass
+class AdvertisingSignedKeys(State):
+    """Active variant: signed keys sent; awaiting the commitments (SecAgg+) or the keys."""
+
+    active: _ActiveRound
+    nonce: bytes
+    channel: keys.KeyPair
+    mask: keys.KeyPair
+    randomness: bytes  # r_i, the graph-seed share (SecAgg+; unused by SecAgg)
+    commitment: bytes
+    NAME: ClassVar[str] = "advertise_keys"
+
+
+@snapshot.state
+@dataclass
+class Revealing(State):
+    """Active SecAgg+: r_i revealed; awaiting the keys and every reveal."""
+
+    active: _ActiveRound
+    channel: keys.KeyPair
+    mask: keys.KeyPair
+    randomness: bytes
+    commitments: dict[int, bytes]
+    NAME: ClassVar[str] = "reveal"
+
+
+@snapshot.state
+@dataclass
 class SharingKeys(State):
     info: _RoundInfo
     channel: keys.KeyPair
@@ -151,6 +221,7 @@ class SharingKeys(State):
     channel_keys: dict[int, bytes]
     self_mask_seed: bytes
     own: PeerShares
+    active: _ActiveRound | None = None
     NAME: ClassVar[str] = "share_keys"
 
 
@@ -167,6 +238,7 @@ class CollectingInput(State):
     self_mask_seed: bytes
     held: dict[int, PeerShares]
     failed: tuple[int, ...] = ()  # peers whose envelope did not open (reported, not masked with)
+    active: _ActiveRound | None = None
     NAME: ClassVar[str] = "masked_input"
 
 
@@ -179,7 +251,35 @@ class Unmasking(State):
     NAME: ClassVar[str] = "unmasking"
 
 
-def _check_session(msg: SharesDelivered | UnmaskRequest, session_id: bytes) -> None:
+@snapshot.state
+@dataclass
+class AwaitingConsistency(State):
+    """Active variant: masked input sent; awaiting the survivor set to sign (once)."""
+
+    info: _RoundInfo
+    active: _ActiveRound
+    session_id: bytes
+    held: dict[int, PeerShares]
+    NAME: ClassVar[str] = "consistency"
+
+
+@snapshot.state
+@dataclass
+class CertifiedUnmasking(State):
+    """Active variant: signed ``signed``; reveals only for that set, with T_sig signatures on it."""
+
+    info: _RoundInfo
+    active: _ActiveRound
+    session_id: bytes
+    held: dict[int, PeerShares]
+    signed: tuple[int, ...]
+    NAME: ClassVar[str] = "unmasking"
+
+
+def _check_session(
+    msg: SharesDelivered | UnmaskRequest | ConsistencyCheck | CertifiedUnmaskRequest,
+    session_id: bytes,
+) -> None:
     if msg.session_id != session_id:
         raise RemoteProtocolError(f"{type(msg).__name__} belongs to another session")
 
@@ -190,17 +290,31 @@ class SecAggClient(ClientSession):
     TRANSITIONS: ClassVar = {
         (AwaitingRoundStart, RoundStart): "_on_round_start",
         (AdvertisingKeys, KeysAdvertised): "_on_keys_advertised",
+        (AdvertisingSignedKeys, Commitments): "_on_commitments",
+        (AdvertisingSignedKeys, SignedKeysAdvertised): "_on_signed_keys",
+        (Revealing, SignedKeysAdvertised): "_on_signed_keys",
         (SharingKeys, SharesDelivered): "_on_shares_delivered",
         (Unmasking, UnmaskRequest): "_on_unmask_request",
+        (AwaitingConsistency, ConsistencyCheck): "_on_consistency_check",
+        (CertifiedUnmasking, CertifiedUnmaskRequest): "_on_certified_unmask_request",
     }
     SNAPSHOT_FIELDS: ClassVar = ("_input", "_encoded_input")
     proto: SecAgg
 
     def __init__(
-        self, proto: SecAgg, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+        self,
+        proto: SecAgg,
+        client_id: int,
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
+        identity: IdentityKeyPair | None = None,
     ) -> None:
         (self.client_id,) = wire.check_ids([client_id], "client_id")
         self.proto = proto
+        # Checked against the roster by proto.client(); None in the semi-honest variant.
+        self._identity = identity
         self.dim = check_dim(dim)
         self._rng = default_rng(rng)
         self._input: np.ndarray | None = None
@@ -238,7 +352,9 @@ class SecAggClient(ClientSession):
     def _set_input(self, x: np.ndarray | None, ring: np.ndarray | None) -> list[Message]:
         if self._input is not None or self._encoded_input is not None:
             raise LocalProtocolError("input already provided")
-        if self.finished or isinstance(self._state, Unmasking):
+        if self.finished or isinstance(
+            self._state, (Unmasking, AwaitingConsistency, CertifiedUnmasking)
+        ):
             raise LocalProtocolError(f"too late for an input: session is in stage {self.stage!r}")
         self._input, self._encoded_input = x, ring
         if isinstance(self._state, CollectingInput):
@@ -255,6 +371,8 @@ class SecAggClient(ClientSession):
                 f"the round invites {len(msg.client_ids)} clients; this client needs at least "
                 f"{self.proto.min_clients}"
             )
+        if self._identity is not None:
+            return self._advertise_signed(msg)
         neighbours = self.proto.neighbours_of(msg.client_ids, msg.nonce, self.client_id)
         try:
             encoder = self.proto.encoder(len(msg.client_ids))
@@ -280,13 +398,147 @@ class SecAggClient(ClientSession):
             )
         ]
 
+    def _round_info(self, client_ids: tuple[int, ...], seed: bytes) -> _RoundInfo:
+        """Neighbours, threshold and encoder of this round (graph from ``seed``)."""
+        neighbours = self.proto.neighbours_of(client_ids, seed, self.client_id)
+        try:
+            encoder = self.proto.encoder(len(client_ids))
+        except ValueError as exc:
+            raise RemoteProtocolError(f"round too large for this configuration: {exc}") from exc
+        try:
+            threshold = self.proto.group_threshold(len(neighbours) + 1, len(client_ids))
+        except ValueError as exc:  # no strict majority, or not above 2n/3 (active SecAgg)
+            raise RemoteProtocolError(f"the round's threshold is refused: {exc}") from exc
+        return _RoundInfo(
+            nonce=seed,
+            n_clients=len(client_ids),
+            neighbours=neighbours,
+            threshold=threshold,
+            encoder=encoder,
+        )
+
+    def _statement(self, context: bytes, sid: bytes, payload: bytes) -> Statement:
+        return Statement(context, sid, self.round, self._config_digest, payload)
+
+    # -- the actively secure variant: signed keys and the graph seed ------------------
+    def _advertise_signed(self, msg: RoundStart) -> list[Message]:
+        """Round 0 with a signature (Bonawitz et al. 2017, Fig. 4), and in SecAgg+ the
+        commitment to this client's share of the graph seed (Bell et al. 2020)."""
+        assert self._identity is not None
+        cohort = tuple(msg.client_ids)
+        if not set(cohort) <= set(self.proto.roster or ()):
+            raise RemoteProtocolError("the round invites clients outside the roster")
+        # Checked now (before anything is signed): the threshold follows from the cohort alone.
+        self._round_info(cohort, msg.nonce)
+        rid = d.round_id(self._config_digest, msg.nonce, self.round, cohort)
+        channel = keys.KeyPair.generate(self._rng)
+        mask = keys.KeyPair.generate(self._rng)
+        if self.proto.seeds_graph:
+            randomness = self._rng.bytes(32)
+            commit = d.commitment(rid, self.client_id, randomness)
+        else:
+            randomness, commit = bytes(32), d.NO_COMMITMENT
+        payload = d.advert_payload(self.client_id, channel.public_bytes, mask.public_bytes, commit)
+        signature = self._identity.sign_statement(self._statement(ADVERTISE_CONTEXT, rid, payload))
+        self._state = AdvertisingSignedKeys(
+            _ActiveRound(cohort, rid), msg.nonce, channel, mask, randomness, commit
+        )
+        return [
+            SignedAdvertiseKeys(
+                self.client_id,
+                wire.SERVER,
+                self.round,
+                channel.public_bytes,
+                mask.public_bytes,
+                commit,
+                signature,
+            )
+        ]
+
+    def _on_commitments(self, msg: Commitments) -> list[Message]:
+        st = self._state
+        assert isinstance(st, AdvertisingSignedKeys)
+        if not self.proto.seeds_graph:
+            raise RemoteProtocolError("SecAgg's complete graph has no seed to commit to")
+        commitments = dict(msg.commitments)
+        if commitments.get(self.client_id) != st.commitment:
+            raise RemoteProtocolError("the commitment list does not carry this client's commitment")
+        if not set(commitments) <= set(st.active.cohort):
+            raise RemoteProtocolError("the commitment list names clients outside the round")
+        self._state = Revealing(st.active, st.channel, st.mask, st.randomness, commitments)
+        return [
+            Reveal(self.client_id, wire.SERVER, self.round, st.randomness, st.active.round_id)
+        ]
+
+    def _on_signed_keys(self, msg: SignedKeysAdvertised) -> list[Message]:
+        st = self._state
+        assert isinstance(st, (AdvertisingSignedKeys, Revealing))
+        active = st.active
+        if isinstance(st, Revealing):
+            # Every committed client's reveal, each matching its commitment: the
+            # server cannot leave out the reveals that do not suit it.
+            reveals = dict(msg.reveals)
+            if set(reveals) != set(st.commitments):
+                missing = sorted(set(st.commitments) - set(reveals))
+                raise RemoteProtocolError(
+                    f"the reveals do not match the commitments (missing {missing})"
+                )
+            for cid, r in msg.reveals:
+                if d.commitment(active.round_id, cid, r) != st.commitments[cid]:
+                    raise RemoteProtocolError(f"client {cid}'s reveal does not open its commitment")
+            if reveals[self.client_id] != st.randomness:
+                raise RemoteProtocolError("the reveals carry another value for this client")
+            seed = d.graph_seed(active.round_id, msg.reveals)
+            sid = d.graph_session_id(active.round_id, seed)
+            if msg.session_id != sid:
+                raise RemoteProtocolError("session id does not match the graph seed")
+            info = self._round_info(active.cohort, seed)
+            commitments = st.commitments
+        else:
+            if self.proto.seeds_graph:
+                raise RemoteProtocolError("keys before the graph seed was revealed")
+            if msg.reveals:
+                raise RemoteProtocolError("reveals in a round without a graph seed")
+            info = self._round_info(active.cohort, st.nonce)
+            commitments = {}
+        for cid, c_pk, s_pk, commit, signature in msg.keys:
+            if commitments and commit != commitments.get(cid):
+                raise RemoteProtocolError(f"client {cid}'s advert carries another commitment")
+            if not commitments and commit != d.NO_COMMITMENT:
+                raise RemoteProtocolError(f"client {cid}'s advert carries a commitment")
+            statement = self._statement(
+                ADVERTISE_CONTEXT, active.round_id, d.advert_payload(cid, c_pk, s_pk, commit)
+            )
+            try:
+                assert self.proto.roster is not None
+                self.proto.roster.verify_statement(cid, signature, statement)
+            except SignatureError as exc:
+                raise RemoteProtocolError(f"client {cid}'s key advertisement: {exc}") from exc
+        triples = tuple((cid, c_pk, s_pk) for cid, c_pk, s_pk, _, _ in msg.keys)
+        return self._share_keys(
+            info, st.channel, st.mask, msg.session_id, triples, active
+        )
+
+    # -- round 1: check the keys, share -------------------------------------------
     def _on_keys_advertised(self, msg: KeysAdvertised) -> list[Message]:
         st = self._state
         assert isinstance(st, AdvertisingKeys)
-        entries = {cid: (c_pk, s_pk) for cid, c_pk, s_pk in msg.keys}
+        return self._share_keys(st.info, st.channel, st.mask, msg.session_id, msg.keys, None)
+
+    def _share_keys(
+        self,
+        info: _RoundInfo,
+        channel: keys.KeyPair,
+        mask: keys.KeyPair,
+        sid: bytes,
+        triples: tuple[tuple[int, bytes, bytes], ...],
+        active: _ActiveRound | None,
+    ) -> list[Message]:
+        """Check the key list, then split and encrypt the shares (Bonawitz et al. 2017, round 1)."""
+        entries = {cid: (c_pk, s_pk) for cid, c_pk, s_pk in triples}
         # Before anything is derived from them: a small-order or non-canonical key
         # would force a known shared secret (the server should have refused it).
-        for cid, c_pk, s_pk in msg.keys:
+        for cid, c_pk, s_pk in triples:
             for what, public in (("channel", c_pk), ("mask", s_pk)):
                 try:
                     keys.check_public_key(public)
@@ -294,34 +546,34 @@ class SecAggClient(ClientSession):
                     raise RemoteProtocolError(
                         f"the server forwarded an invalid {what} key of client {cid}: {exc}"
                     ) from exc
-        if entries.get(self.client_id) != (st.channel.public_bytes, st.mask.public_bytes):
+        if entries.get(self.client_id) != (channel.public_bytes, mask.public_bytes):
             raise RemoteProtocolError("the key list does not carry this client's own keys")
-        strangers = set(entries) - st.info.neighbours - {self.client_id}
+        strangers = set(entries) - info.neighbours - {self.client_id}
         if strangers:
             raise RemoteProtocolError(f"the key list names non-neighbours {sorted(strangers)}")
-        if len(entries) < st.info.threshold:
+        if len(entries) < info.threshold:
             raise RemoteProtocolError(
-                f"only {len(entries)} clients advertised keys in this client's group; threshold is {st.info.threshold}"
+                f"only {len(entries)} clients advertised keys in this client's group; threshold is {info.threshold}"
             )
         all_keys = [k for pair in entries.values() for k in pair]
         if len(set(all_keys)) != len(all_keys):
             raise RemoteProtocolError("the key list repeats a public key")
-        if len(st.info.neighbours) + 1 == st.info.n_clients:
-            # Complete graph: the client sees every advertised key and can check the session id.
-            expected = d.session_id(self._config_digest, st.info.nonce, msg.keys)
-            if expected != msg.session_id:
+        if len(info.neighbours) + 1 == info.n_clients and not (active and self.proto.seeds_graph):
+            # Complete graph: the client sees every advertised key and can check the session id
+            # (active SecAgg+ checked its own, derived from the graph seed, already).
+            expected = d.session_id(self._config_digest, info.nonce, triples)
+            if expected != sid:
                 raise RemoteProtocolError("session id does not match the advertised keys")
-        sid = msg.session_id
         peer_keys = {cid: ks for cid, ks in entries.items() if cid != self.client_id}
         self_mask_seed = self._rng.bytes(32)
         holders = sorted(entries)
         shares = shamir.split_many(
-            [self_mask_seed, st.mask.private_bytes()],
-            st.info.threshold,
+            [self_mask_seed, mask.private_bytes()],
+            info.threshold,
             [cid + 1 for cid in holders],
             rng=self._rng,
         )
-        own_keys = (st.channel.public_bytes, st.mask.public_bytes)
+        own_keys = (channel.public_bytes, mask.public_bytes)
         envelopes = []
         contexts, channel_keys = {}, {}
         for peer in holders:
@@ -331,7 +583,7 @@ class SecAggClient(ClientSession):
             context = contexts[peer] = d.pair_context(
                 sid, self.client_id, own_keys, peer, peer_keys[peer]
             )
-            key = channel_keys[peer] = d.channel_key(st.channel, peer_keys[peer][0], context)
+            key = channel_keys[peer] = d.channel_key(channel, peer_keys[peer][0], context)
             plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b_share + sk_share
             envelopes.append(
                 (
@@ -346,15 +598,16 @@ class SecAggClient(ClientSession):
             )
         own_b, own_sk = shares[self.client_id + 1]
         self._state = SharingKeys(
-            st.info,
-            st.channel,
-            st.mask,
+            info,
+            channel,
+            mask,
             sid,
             peer_keys,
             contexts,
             channel_keys,
             self_mask_seed,
             PeerShares(own_b, own_sk),
+            active,
         )
         return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes), sid)]
 
@@ -394,6 +647,7 @@ class SecAggClient(ClientSession):
             st.self_mask_seed,
             held,
             tuple(failed),
+            st.active,
         )
         if self._input is None and self._encoded_input is None:
             return []
@@ -431,7 +685,10 @@ class SecAggClient(ClientSession):
             context = st.contexts[peer]
             secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
             d.add_pairwise_mask(masked, secret, context, self.client_id, peer)
-        self._state = Unmasking(st.info, st.session_id, st.held)
+        if st.active is None:
+            self._state: State = Unmasking(st.info, st.session_id, st.held)
+        else:
+            self._state = AwaitingConsistency(st.info, st.active, st.session_id, st.held)
         return [
             MaskedInput(
                 self.client_id,
@@ -457,16 +714,25 @@ class SecAggClient(ClientSession):
             raise RemoteProtocolError(
                 "the unmasking request must settle exactly the peers whose shares this client holds"
             )
+        if self.client_id in dropped:
+            # Its own mask-key share with t - 1 others would give its input away.
+            raise RemoteProtocolError("the unmasking request names this client itself as dropped")
         if len(survivors) < st.info.threshold:
             raise RemoteProtocolError(
                 f"only {len(survivors)} survivors in this client's group; threshold is {st.info.threshold}"
             )
-        for peer, record in st.held.items():
+        return self._reveal(st.info, st.session_id, st.held, survivors)
+
+    def _reveal(
+        self, info: _RoundInfo, sid: bytes, held: dict[int, PeerShares], survivors: set[int]
+    ) -> list[Message]:
+        """Settle every held peer from ``survivors`` and send the one share each allows."""
+        for peer, record in held.items():
             record.settle(PeerStatus.SURVIVED if peer in survivors else PeerStatus.DROPPED)
         self_mask_shares: list[tuple[int, bytes]] = []
         mask_key_shares: list[tuple[int, bytes]] = []
-        for peer in sorted(st.held):
-            status, share = st.held[peer].revealable()
+        for peer in sorted(held):
+            status, share = held[peer].revealable()
             (self_mask_shares if status is PeerStatus.SURVIVED else mask_key_shares).append(
                 (peer, share)
             )
@@ -478,6 +744,57 @@ class SecAggClient(ClientSession):
                 self.round,
                 tuple(self_mask_shares),
                 tuple(mask_key_shares),
-                st.session_id,
+                sid,
             )
         ]
+
+    # -- the actively secure variant: the consistency check (Bonawitz et al. 2017, Fig. 4) --
+    def _on_consistency_check(self, msg: ConsistencyCheck) -> list[Message]:
+        st = self._state
+        assert isinstance(st, AwaitingConsistency)
+        _check_session(msg, st.session_id)
+        survivors = set(msg.survivors)
+        if self.client_id not in survivors:
+            raise RemoteProtocolError("the survivor set leaves out this client, which sent its input")
+        if not survivors <= set(st.active.cohort):
+            raise RemoteProtocolError("the survivor set names clients outside the round")
+        group = st.info.neighbours | {self.client_id}
+        if len(survivors & group) < st.info.threshold:
+            raise RemoteProtocolError(
+                f"only {len(survivors & group)} survivors in this client's group; "
+                f"threshold is {st.info.threshold}"
+            )
+        assert self._identity is not None
+        signature = self._identity.sign_statement(
+            self._statement(CONSISTENCY_CONTEXT, st.session_id, d.survivor_payload(msg.survivors))
+        )
+        # The state moves on: this session signs no other set.
+        self._state = CertifiedUnmasking(st.info, st.active, st.session_id, st.held, msg.survivors)
+        return [
+            ConsistencySignature(self.client_id, wire.SERVER, self.round, signature, st.session_id)
+        ]
+
+    def _on_certified_unmask_request(self, msg: CertifiedUnmaskRequest) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CertifiedUnmasking)
+        _check_session(msg, st.session_id)
+        if msg.survivors != st.signed:
+            raise RemoteProtocolError("the unmasking request is for another set than the one signed")
+        from .config import consistency_threshold  # config imports this module
+
+        needed = consistency_threshold(self.proto, st.info.n_clients)
+        signers = [cid for cid, _ in msg.signatures]
+        if len(signers) < needed:
+            raise RemoteProtocolError(
+                f"{len(signers)} consistency signatures; {needed} are needed before unmasking"
+            )
+        if not set(signers) <= set(st.active.cohort):
+            raise RemoteProtocolError("a consistency signature from outside the round")
+        statement = self._statement(CONSISTENCY_CONTEXT, st.session_id, d.survivor_payload(st.signed))
+        assert self.proto.roster is not None
+        for cid, signature in msg.signatures:  # distinct: the wire keeps ids strictly increasing
+            try:
+                self.proto.roster.verify_statement(cid, signature, statement)
+            except SignatureError as exc:
+                raise RemoteProtocolError(f"client {cid}'s consistency signature: {exc}") from exc
+        return self._reveal(st.info, st.session_id, st.held, set(st.signed))

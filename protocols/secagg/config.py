@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from collections.abc import Iterable, Sequence
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from secagg.encoding import FixedPointEncoder
+from secagg.identity import IdentityKeyPair, Roster
 from secagg.randomness import RandomSource
 
 from ..base import AggregationProtocol, check_positive, check_threshold, resolve_threshold
 from ..cost import CostEstimate
+from ..errors import LocalProtocolError
 from . import client as _client  # noqa: F401  (registers the client's snapshot state classes)
 from . import messages as _messages  # noqa: F401  (registers the SecAgg wire types on import)
 from .graph import (
@@ -27,7 +30,37 @@ if TYPE_CHECKING:  # the session modules import this one
     from .client import SecAggClient
     from .server import SecAggServer
 
-__all__ = ["SecAgg", "SecAggPlus"]
+__all__ = ["ACTIVE", "SEMI_HONEST", "UNBOUND", "SecAgg", "SecAggPlus", "consistency_threshold"]
+
+#: :attr:`SecAgg.variant` values: which guarantee a configuration's sessions give.
+ACTIVE = "active"
+SEMI_HONEST = "semi-honest"
+UNBOUND = "unbound"
+_UNBOUND_MESSAGE = (
+    "this configuration names no variant: pass roster=... for the actively secure variant, "
+    "or semi_honest=True to accept the weaker one"
+)
+
+
+def consistency_threshold(proto: SecAgg, n_clients: int) -> int:
+    """T_sig: how many valid signatures on one survivor set a client needs before it unmasks.
+
+    The one definition, used by the server (it waits for that many) and by the
+    client (it reveals nothing with fewer). Honest clients sign at most one set
+    per session, so two different sets can both reach T_sig only if more than
+    ``2 T_sig - n`` signers are corrupt:
+
+    * SecAgg (complete graph): T_sig = t, the active threshold t > 2n/3
+      (Bonawitz et al., CCS 2017, Fig. 4 "ConsistencyCheck" and section 6.2:
+      secure against a malicious server with fewer than n/3 corrupt clients,
+      since 2t - n > n/3).
+    * SecAgg+: T_sig = floor((n + c) / 2) + 1 with c = floor(corrupt_fraction * n)
+      (Bell et al., CCS 2020, the malicious-server variant: 2 T_sig - n > c).
+    """
+    if isinstance(proto, SecAggPlus):
+        corrupt = math.floor(proto.corrupt_fraction * n_clients)
+        return (n_clients + corrupt) // 2 + 1
+    return proto.group_threshold(n_clients, n_clients)
 
 
 @dataclass(frozen=True)
@@ -38,11 +71,26 @@ class SecAgg(AggregationProtocol):
     inputs and nothing else, against an honest-but-curious server colluding
     with fewer than ``threshold`` clients (see the README's threat model).
 
+    Exactly one of two variants (the default names neither, so the weaker one
+    is never reached by accident; such a config can be described and costed
+    but makes no sessions, :class:`LocalProtocolError`):
+
+    * ``roster=...`` (:class:`secagg.identity.Roster`): the actively secure
+      variant of Bonawitz et al. (CCS 2017, section 4, Fig. 4): signed key
+      advertisements, the consistency check round, t > 2n/3; clients need
+      their identity key (``proto.client(cid, dim, identity=...)``).
+      :meth:`with_roster` binds a roster to a copy.
+    * ``semi_honest=True``: the protocol against an honest-but-curious server.
+
+    :attr:`variant` says which (``"active"``, ``"semi-honest"``, ``"unbound"``);
+    the variant and the roster digest are in the config digest.
+
     Args:
         threshold: Shamir threshold, as a fraction of a client's sharing group
-            (itself and its neighbours) in (0, 1], or an absolute count >= 1.
-            (The field admits None only for :class:`SecAggPlus`, which then
-            chooses the threshold; SecAgg refuses it.)
+            (itself and its neighbours) in (0, 1], or an absolute count >= 1,
+            or None (the default) for the variant's own: a strict majority
+            (semi-honest) or the smallest t > 2n/3 (active; an explicit
+            threshold <= 2n/3 is refused there).
         bits: inputs are summed in Z_{2^bits}; 2 <= bits <= 64. The encoding
             leaves headroom for every invited client, so the sum cannot wrap.
         clip: every coordinate is clipped to [-clip, clip] before encoding.
@@ -61,19 +109,27 @@ class SecAgg(AggregationProtocol):
             server that lists only its target, or the target and a few sybils,
             would otherwise learn the input from the "sum"). The server refuses
             to run such a round too. Default 2 (no round of one client).
+        roster: client id -> Ed25519 identity key: the actively secure variant.
+        semi_honest: True for the semi-honest variant (no roster allowed).
     """
 
-    threshold: float | int | None = 0.5
+    threshold: float | int | None = None
     bits: int = 32
     clip: float = 1.0
     share_margin: int = 0
     min_clients: int = 2
+    roster: Roster | None = None
+    semi_honest: bool = False
 
     NAME: ClassVar[str] = "secagg"
+    # "reveal" (active SecAgg+) and "consistency" (active) are stages of the actively
+    # secure variant; a semi-honest client dropping there drops at the next stage it has.
     DROPOUT_STAGES: ClassVar[tuple[str, ...]] = (
         "advertise_keys",
+        "reveal",
         "share_keys",
         "masked_input",
+        "consistency",
         "unmasking",
     )
     QUANTIZATION_BITS: ClassVar[tuple[int, int] | None] = (2, 64)
@@ -82,6 +138,12 @@ class SecAgg(AggregationProtocol):
     INTEGER_RING: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
+        if self.roster is not None and not isinstance(self.roster, Roster):
+            raise TypeError(f"roster must be a secagg.identity.Roster, got {type(self.roster).__name__}")
+        if not isinstance(self.semi_honest, bool):
+            raise TypeError(f"semi_honest must be a bool, got {self.semi_honest!r}")
+        if self.roster is not None and self.semi_honest:
+            raise ValueError("a roster selects the actively secure variant; semi_honest=True refuses it")
         self._check_threshold()
         if (
             isinstance(self.bits, bool)
@@ -104,7 +166,34 @@ class SecAgg(AggregationProtocol):
             raise ValueError(f"min_clients must be an int >= 1, got {self.min_clients!r}")
 
     def _check_threshold(self) -> None:
-        check_threshold(self.threshold)
+        if self.threshold is not None:  # None: the variant's default
+            check_threshold(self.threshold)
+
+    # -- the variant -----------------------------------------------------
+    @property
+    def variant(self) -> str:
+        """``"active"`` (a roster), ``"semi-honest"`` or ``"unbound"`` (makes no sessions)."""
+        if self.roster is not None:
+            return ACTIVE
+        return SEMI_HONEST if self.semi_honest else UNBOUND
+
+    @property
+    def active(self) -> bool:
+        """True for the actively secure variant."""
+        return self.roster is not None
+
+    @property
+    def seeds_graph(self) -> bool:
+        """True if the graph comes from the clients' commit-then-reveal (active SecAgg+)."""
+        return False
+
+    def with_roster(self, roster: Roster) -> SecAgg:
+        """A copy of this configuration bound to ``roster`` (the actively secure variant)."""
+        return dataclasses.replace(self, roster=roster, semi_honest=False)
+
+    def _require_variant(self) -> None:
+        if self.roster is None and not self.semi_honest:
+            raise LocalProtocolError(_UNBOUND_MESSAGE)
 
     # -- graph and thresholds (public so drivers and tests can inspect them) --
     def neighbours(self, client_ids: Sequence[int], nonce: bytes) -> dict[int, frozenset[int]]:
@@ -131,8 +220,18 @@ class SecAgg(AggregationProtocol):
         return t
 
     def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
-        # check_threshold narrows the type with the check __post_init__ made (None refused).
-        return resolve_threshold(check_threshold(self.threshold), group_size)
+        if self.threshold is None:
+            # The variant's default: the smallest t > 2n/3 against a malicious server
+            # (Bonawitz et al. 2017, section 6.2), a strict majority otherwise.
+            return 2 * group_size // 3 + 1 if self.active else group_size // 2 + 1
+        t = resolve_threshold(check_threshold(self.threshold), group_size)
+        if self.active and 3 * t <= 2 * group_size:
+            raise ValueError(
+                f"threshold {t} of {group_size} is not above 2n/3, which the actively secure "
+                "variant needs (Bonawitz et al. 2017, section 6.2); leave threshold=None for "
+                f"the smallest admissible one ({2 * group_size // 3 + 1})"
+            )
+        return t
 
     def _cost_degree(self, n_clients: int) -> int:
         """Neighbours of a client in a round of ``n_clients`` (the cost model's peers)."""
@@ -156,15 +255,27 @@ class SecAgg(AggregationProtocol):
         """The fixed-point encoder for a round with ``n_clients`` invited clients."""
         return FixedPointEncoder(clip=float(self.clip), bits=self.bits, max_summands=n_clients)
 
+    def _threshold_field(self) -> float:
+        # None is the variant's default. For the semi-honest SecAgg that is a strict
+        # majority, exactly what threshold=0.5 resolves to, so it keeps that digest.
+        return 0.5 if self.threshold is None else float(self.threshold)
+
     def _digest_fields(self) -> tuple[bytes, ...]:
-        return (
-            # -1 stands for the automatic threshold of SecAgg+ (a real one is > 0).
-            struct.pack(">d", -1.0 if self.threshold is None else float(self.threshold)),
+        fields = (
+            struct.pack(">d", self._threshold_field()),
             struct.pack(">B", self.bits),
             struct.pack(">d", float(self.clip)),
             struct.pack(">B", self.share_margin),
             struct.pack(">I", self.min_clients),
         )
+        # The semi-honest digest is the one configs had before variants existed (its
+        # snapshots still restore); the others add the variant, and the roster digest
+        # (cached by the Roster), so parties with different rosters refuse each other.
+        if self.roster is not None:
+            return (*fields, ACTIVE.encode(), self.roster.digest)
+        if not self.semi_honest:
+            return (*fields, UNBOUND.encode())
+        return fields
 
     # -- sessions --------------------------------------------------------
     def server(
@@ -175,16 +286,56 @@ class SecAgg(AggregationProtocol):
         rng: RandomSource | None = None,
         round: int = 0,
     ) -> SecAggServer:
+        """A server session; the active variant refuses a cohort outside its roster (ValueError)."""
         from .server import SecAggServer
 
+        self._require_variant()
         return SecAggServer(self, client_ids, dim, rng=rng, round=round)
 
     def client(
-        self, client_id: int, dim: int, *, rng: RandomSource | None = None, round: int = 0
+        self,
+        client_id: int,
+        dim: int,
+        *,
+        rng: RandomSource | None = None,
+        round: int = 0,
+        identity: IdentityKeyPair | None = None,
     ) -> SecAggClient:
+        """A client session. The active variant needs the client's ``identity``, whose
+        public key must be ``roster[client_id]``; the semi-honest one takes none."""
         from .client import SecAggClient
 
-        return SecAggClient(self, client_id, dim, rng=rng, round=round)
+        self._require_variant()
+        if self.roster is None:
+            if identity is not None:
+                raise LocalProtocolError("the semi-honest variant signs nothing: pass no identity")
+        else:
+            if not isinstance(identity, IdentityKeyPair):
+                raise LocalProtocolError(
+                    f"the actively secure variant needs client {client_id}'s identity key "
+                    "(identity=IdentityKeyPair)"
+                )
+            if self.roster.get(client_id) != identity.public_key:
+                raise LocalProtocolError(
+                    f"the identity's public key is not the roster's key of client {client_id}"
+                )
+        return SecAggClient(self, client_id, dim, rng=rng, round=round, identity=identity)
+
+    def restore_client(
+        self,
+        snapshot: bytes,
+        *,
+        rng: RandomSource | None = None,
+        key: bytes | None = None,
+        identity: IdentityKeyPair | None = None,
+    ) -> SecAggClient:
+        """As :meth:`AggregationProtocol.restore_client`; the active variant needs the
+        client's ``identity`` again (a long-term key is never put into a snapshot)."""
+        from .. import snapshot as _snapshot
+
+        extra = {} if identity is None else {"identity": identity}
+        session: SecAggClient = _snapshot.load_client(self, snapshot, rng=rng, key=key, **extra)
+        return session
 
 
 @dataclass(frozen=True)
@@ -234,6 +385,12 @@ class SecAggPlus(SecAgg):
             if not 1 <= getattr(self, name) <= 128:
                 raise ValueError(f"{name} must be in [1, 128], got {getattr(self, name)!r}")
 
+    @property
+    def seeds_graph(self) -> bool:
+        # Bell et al. 2020 assume a graph the server did not choose: the active variant
+        # derives its seed from the clients' randomness (protocols.secagg.derivation).
+        return self.active
+
     def degree(self, n_clients: int) -> int:
         """The graph degree for a round of ``n_clients`` clients."""
         if self.k is not None:
@@ -257,9 +414,15 @@ class SecAggPlus(SecAgg):
         if self.threshold is not None:  # None: chosen with the degree
             super()._check_threshold()
 
+    def _threshold_field(self) -> float:
+        # -1 stands for the automatic threshold (a real one is > 0).
+        return -1.0 if self.threshold is None else float(self.threshold)
+
     def _resolve_threshold(self, group_size: int, n_clients: int) -> int:
         if self.threshold is not None:
-            return super()._resolve_threshold(group_size, n_clients)
+            # Not the 2n/3 rule of the complete graph: SecAgg+ bounds the corrupt
+            # neighbours through the degree search (Bell et al. 2020, Thm. 3.6).
+            return resolve_threshold(check_threshold(self.threshold), group_size)
         return auto_threshold(
             group_size,
             n_clients,

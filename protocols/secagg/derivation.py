@@ -11,6 +11,17 @@ replayed into another:
   and cannot recompute ``session_id`` itself, so this keeps a pairwise secret
   tied to the exact keys it was agreed from.
 - AEAD associated data binds sender, receiver, round and session id.
+
+The actively secure variant adds (Bonawitz et al., CCS 2017, Fig. 4; Bell et
+al., CCS 2020):
+
+- ``round_id`` = SHA-256 over the config digest, the nonce, the round number
+  and the invited ids: what every party can compute right after RoundStart,
+  and what the key advertisements are signed under.
+- SecAgg+'s graph seed from commit-then-reveal: ``commitment = H(round_id,
+  id, r)``; ``graph_seed = H(round_id, every (id, r) by id)``; the session id
+  is then ``H(round_id, graph_seed)``, which every client computes.
+- The signed payloads (:func:`advert_payload`, :func:`survivor_payload`).
 """
 
 from __future__ import annotations
@@ -23,15 +34,25 @@ from secagg import aead, keys, prg
 from secagg.framing import length_prefixed
 
 __all__ = [
+    "NO_COMMITMENT",
     "add_pairwise_mask",
     "add_self_mask",
+    "advert_payload",
     "channel_key",
+    "commitment",
     "envelope_ad",
+    "graph_seed",
+    "graph_session_id",
     "pair_context",
     "pairwise_secret",
+    "round_id",
     "session_id",
     "signed_pairwise_mask",
+    "survivor_payload",
 ]
+
+#: The commitment field of a SecAgg (complete graph) advertisement: no graph to seed.
+NO_COMMITMENT = bytes(32)
 
 _ID = struct.Struct(">I")
 
@@ -103,3 +124,38 @@ def signed_pairwise_mask(owner: int, peer: int) -> int:
     if owner == peer:
         raise ValueError("no pairwise mask with oneself")
     return 1 if owner < peer else -1
+
+
+def _hash(label: bytes, *parts: bytes) -> bytes:
+    return hashlib.sha256(length_prefixed(b"secagg-fl/" + label, *parts)).digest()
+
+
+def round_id(config_digest: bytes, nonce: bytes, round: int, client_ids: Iterable[int]) -> bytes:
+    """The id every party computes from RoundStart; advertisements are signed under it."""
+    ids = b"".join(_ID.pack(cid) for cid in client_ids)
+    return _hash(b"round-id", config_digest, nonce, struct.pack(">Q", round), ids)
+
+
+def commitment(rid: bytes, cid: int, randomness: bytes) -> bytes:
+    """c_i = H(round id, id, r_i): binds client ``cid`` to its graph-seed share before any reveal."""
+    return _hash(b"graph-commitment", rid, _ID.pack(cid), randomness)
+
+
+def graph_seed(rid: bytes, reveals: Iterable[tuple[int, bytes]]) -> bytes:
+    """The SecAgg+ graph seed from every revealed ``(id, r_i)`` in id order."""
+    return _hash(b"graph-seed", rid, *(_ID.pack(cid) + r for cid, r in sorted(reveals)))
+
+
+def graph_session_id(rid: bytes, seed: bytes) -> bytes:
+    """The active SecAgg+ session id: a function of the round id and the graph seed."""
+    return _hash(b"graph-session", rid, seed)
+
+
+def advert_payload(cid: int, channel_pk: bytes, mask_pk: bytes, commit: bytes) -> bytes:
+    """What a key advertisement signs (with the round id, round and config digest)."""
+    return _ID.pack(cid) + channel_pk + mask_pk + commit
+
+
+def survivor_payload(survivors: Iterable[int]) -> bytes:
+    """What a consistency signature signs: the sorted survivor ids, 4 bytes each."""
+    return b"".join(_ID.pack(cid) for cid in sorted(survivors))

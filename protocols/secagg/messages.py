@@ -4,6 +4,15 @@ Every message after the key advertisement carries the round's ``session_id``
 (last field); a session refuses one from another session (RemoteProtocolError),
 so a message replayed from another round with the same number is not taken.
 
+The actively secure variant (a roster; :mod:`protocols.secagg.config`) uses
+its own message types for the steps it changes: :class:`SignedAdvertiseKeys`
+and :class:`SignedKeysAdvertised` (Bonawitz et al., CCS 2017, Fig. 4, round 0
+with signatures), :class:`Commitments` and :class:`Reveal` (SecAgg+ only: the
+graph seed from contributed randomness), :class:`ConsistencyCheck` and
+:class:`ConsistencySignature` (Fig. 4, round 3 "ConsistencyCheck"), and
+:class:`CertifiedUnmaskRequest` (round 4, carrying the signatures). The
+semi-honest messages keep their layout.
+
 ``STAGE`` is the protocol round a message belongs to; a client that drops
 out at a stage sends none of that stage's messages (nor any later ones).
 """
@@ -19,10 +28,17 @@ from ..messages import Message, register
 __all__ = [
     "MAX_FAILED_ENVELOPES",
     "AdvertiseKeys",
+    "CertifiedUnmaskRequest",
+    "Commitments",
+    "ConsistencyCheck",
+    "ConsistencySignature",
     "KeysAdvertised",
     "MaskedInput",
+    "Reveal",
     "ShareKeys",
     "SharesDelivered",
+    "SignedAdvertiseKeys",
+    "SignedKeysAdvertised",
     "UnmaskRequest",
     "UnmaskResponse",
 ]
@@ -147,5 +163,127 @@ class UnmaskResponse(Message):
     SCHEMA: ClassVar = (
         ("self_mask_shares", wire.ID_PAIRS),
         ("mask_key_shares", wire.ID_PAIRS),
+        ("session_id", wire.Fixed(32)),
+    )
+
+
+# -- the actively secure variant ----------------------------------------------------
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class SignedAdvertiseKeys(Message):
+    """Client → server: the two X25519 keys, a commitment and an Ed25519 signature.
+
+    The signature is over ``Statement(ADVERTISE_CONTEXT, round id, round,
+    config digest, payload=id || channel key || mask key || commitment)``
+    (:func:`protocols.secagg.derivation.advert_payload`). ``commitment`` is
+    ``H(round id, id, r)`` of the client's graph-seed randomness in SecAgg+
+    and 32 zero bytes in SecAgg, whose complete graph needs no seed.
+    """
+
+    channel_public_key: bytes
+    mask_public_key: bytes
+    commitment: bytes
+    signature: bytes
+
+    TYPE: ClassVar[int] = 23
+    STAGE: ClassVar[str] = "advertise_keys"
+    SCHEMA: ClassVar = (
+        ("channel_public_key", wire.Fixed(32)),
+        ("mask_public_key", wire.Fixed(32)),
+        ("commitment", wire.Fixed(32)),
+        ("signature", wire.Fixed(64)),
+    )
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Commitments(Message):
+    """Server → client (SecAgg+): every advertiser's commitment ``(id, c_i)``, before any reveal."""
+
+    commitments: tuple[tuple[int, bytes], ...]
+
+    TYPE: ClassVar[int] = 24
+    STAGE: ClassVar[str] = "reveal"
+    SCHEMA: ClassVar = (("commitments", wire.ID_DIGESTS),)
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class Reveal(Message):
+    """Client → server (SecAgg+): the 32 random bytes the client committed to."""
+
+    randomness: bytes
+    round_id: bytes
+
+    TYPE: ClassVar[int] = 25
+    STAGE: ClassVar[str] = "reveal"
+    SCHEMA: ClassVar = (("randomness", wire.Fixed(32)), ("round_id", wire.Fixed(32)))
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class SignedKeysAdvertised(Message):
+    """Server → client: the neighbours' signed advertisements, and (SecAgg+) every reveal.
+
+    ``keys`` holds ``(id, channel key, mask key, commitment, signature)`` of
+    the client and its neighbours; ``reveals`` the ``(id, r_i)`` of every
+    committed client in SecAgg+ (empty in SecAgg).
+    """
+
+    session_id: bytes
+    keys: tuple[tuple[int, bytes, bytes, bytes, bytes], ...]
+    reveals: tuple[tuple[int, bytes], ...]
+
+    TYPE: ClassVar[int] = 26
+    STAGE: ClassVar[str] = "share_keys"
+    SCHEMA: ClassVar = (
+        ("session_id", wire.Fixed(32)),
+        ("keys", wire.SIGNED_KEYS),
+        ("reveals", wire.ID_DIGESTS),
+    )
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class ConsistencyCheck(Message):
+    """Server → client: the set S of clients whose masked inputs the server holds."""
+
+    survivors: tuple[int, ...]
+    session_id: bytes
+
+    TYPE: ClassVar[int] = 27
+    STAGE: ClassVar[str] = "consistency"
+    SCHEMA: ClassVar = (("survivors", wire.IDS), ("session_id", wire.Fixed(32)))
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class ConsistencySignature(Message):
+    """Client → server: its signature on S (``Statement(CONSISTENCY_CONTEXT, ...)``)."""
+
+    signature: bytes
+    session_id: bytes
+
+    TYPE: ClassVar[int] = 28
+    STAGE: ClassVar[str] = "consistency"
+    SCHEMA: ClassVar = (("signature", wire.Fixed(64)), ("session_id", wire.Fixed(32)))
+
+
+@register
+@dataclass(frozen=True, eq=False)
+class CertifiedUnmaskRequest(Message):
+    """Server → client: S and at least T_sig signatures on it; the client settles its peers from S."""
+
+    survivors: tuple[int, ...]
+    signatures: tuple[tuple[int, bytes], ...]
+    session_id: bytes
+
+    TYPE: ClassVar[int] = 29
+    STAGE: ClassVar[str] = "unmasking"
+    SCHEMA: ClassVar = (
+        ("survivors", wire.IDS),
+        ("signatures", wire.SIGNATURES),
         ("session_id", wire.Fixed(32)),
     )

@@ -5,6 +5,22 @@ Stages (Bonawitz et al. 2017 round numbers in brackets)::
     advertise_keys [0] -> share_keys [1] -> masked_input [2] -> unmasking [3] -> completed
                                                                       (any) -> aborted
 
+and in the actively secure variant (a roster; Bonawitz et al. 2017, Fig. 4)::
+
+    advertise_keys [0] (-> reveal, SecAgg+) -> share_keys [1] -> masked_input [2]
+        -> consistency [3] -> unmasking [4] -> completed
+
+The active server verifies every advertisement's signature against the
+roster (a bad one is refused and blamed: that client advertised nothing) and
+relays it with the keys; in SecAgg+ it collects every advertiser's
+commitment, broadcasts them, collects the reveals, and only then computes the
+graph (from the clients' randomness, not its nonce) and relays keys along it;
+a missing reveal aborts the round. After the masked inputs it announces the
+survivor set S, collects signatures on S (a bad one is refused and blamed),
+and asks for shares only with at least T_sig
+(:func:`~protocols.secagg.config.consistency_threshold`) of them, which it
+forwards so that every client can check them.
+
 A stage ends when every client expected in it has answered, or when the
 driver's deadline passes (``handle(DeadlinePassed(stage))``, or
 :meth:`~protocols.ServerSession.close_stage`). The server
@@ -79,7 +95,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from secagg import keys, prg, robust, shamir
-from secagg.errors import InvalidKeyError, ShamirError, UndecodableSharesError
+from secagg.errors import InvalidKeyError, ShamirError, SignatureError, UndecodableSharesError
+from secagg.identity import ADVERTISE_CONTEXT, CONSISTENCY_CONTEXT, Statement
 from secagg.randomness import RandomSource, default_rng
 
 from .. import wire
@@ -91,10 +108,17 @@ from . import derivation as d
 from .messages import (
     MAX_FAILED_ENVELOPES,
     AdvertiseKeys,
+    CertifiedUnmaskRequest,
+    Commitments,
+    ConsistencyCheck,
+    ConsistencySignature,
     KeysAdvertised,
     MaskedInput,
+    Reveal,
     ShareKeys,
     SharesDelivered,
+    SignedAdvertiseKeys,
+    SignedKeysAdvertised,
     UnmaskRequest,
     UnmaskResponse,
 )
@@ -105,6 +129,10 @@ if TYPE_CHECKING:  # the config module imports this one when it makes a server
 __all__ = ["SecAggServer"]
 
 Keys = dict[int, tuple[bytes, bytes]]
+#: An active client's advertisement beyond its keys: (commitment, signature).
+Signed = dict[int, tuple[bytes, bytes]]
+#: What a client's unmasking response must cover: (survivors, dropped) of the peers it holds.
+Expected = dict[int, tuple[tuple[int, ...], tuple[int, ...]]]
 
 
 @dataclass
@@ -119,6 +147,27 @@ class CollectingKeys(State):
 
     def awaiting(self, server: ServerSession) -> frozenset[int]:
         return frozenset(server.client_ids).difference(self.advertised)
+
+
+@dataclass
+class CollectingSignedKeys(State):
+    advertised: Keys = field(default_factory=dict)
+    signed: Signed = field(default_factory=dict)
+    NAME: ClassVar[str] = "advertise_keys"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(server.client_ids).difference(self.advertised)
+
+
+@dataclass
+class CollectingReveals(State):
+    advertised: Keys
+    signed: Signed
+    reveals: dict[int, bytes] = field(default_factory=dict)
+    NAME: ClassVar[str] = "reveal"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return frozenset(self.advertised).difference(self.reveals)
 
 
 @dataclass
@@ -146,6 +195,21 @@ class CollectingMaskedInputs(State):
 
 
 @dataclass
+class CollectingSignatures(State):
+    keys: Keys
+    session_id: bytes
+    survivors: frozenset[int]
+    dropped: frozenset[int]
+    masked: dict[int, np.ndarray]
+    failed: dict[int, frozenset[int]]
+    signatures: dict[int, bytes] = field(default_factory=dict)
+    NAME: ClassVar[str] = "consistency"
+
+    def awaiting(self, server: ServerSession) -> frozenset[int]:
+        return self.survivors.difference(self.signatures)
+
+
+@dataclass
 class CollectingUnmasking(State):
     keys: Keys
     session_id: bytes
@@ -153,12 +217,12 @@ class CollectingUnmasking(State):
     dropped: frozenset[int]
     masked: dict[int, np.ndarray]
     failed: dict[int, frozenset[int]]
-    requests: dict[int, UnmaskRequest]
+    expected: Expected
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
 
     def awaiting(self, server: ServerSession) -> frozenset[int]:
-        return frozenset(self.requests).difference(self.responses)
+        return frozenset(self.expected).difference(self.responses)
 
 
 class SecAggServer(ServerSession):
@@ -166,12 +230,18 @@ class SecAggServer(ServerSession):
 
     TRANSITIONS: ClassVar = {
         (CollectingKeys, AdvertiseKeys): "_on_advertise_keys",
+        (CollectingSignedKeys, SignedAdvertiseKeys): "_on_signed_advertise_keys",
+        (CollectingReveals, Reveal): "_on_reveal",
         (CollectingShares, ShareKeys): "_on_share_keys",
         (CollectingMaskedInputs, MaskedInput): "_on_masked_input",
+        (CollectingSignatures, ConsistencySignature): "_on_consistency_signature",
         (CollectingUnmasking, UnmaskResponse): "_on_unmask_response",
         (CollectingKeys, DeadlinePassed): "_close_keys",
+        (CollectingSignedKeys, DeadlinePassed): "_close_signed_keys",
+        (CollectingReveals, DeadlinePassed): "_close_reveals",
         (CollectingShares, DeadlinePassed): "_close_shares",
         (CollectingMaskedInputs, DeadlinePassed): "_close_masked",
+        (CollectingSignatures, DeadlinePassed): "_close_signatures",
         (CollectingUnmasking, DeadlinePassed): "_close_unmasking",
     }
 
@@ -189,11 +259,15 @@ class SecAggServer(ServerSession):
             raise ValueError(
                 f"{len(self.client_ids)} clients, the configuration needs at least {proto.min_clients}"
             )
+        if proto.roster is not None and not set(self.client_ids) <= set(proto.roster):
+            outside = sorted(set(self.client_ids) - set(proto.roster))
+            raise ValueError(f"clients {outside[:10]} are not in the roster")
         self.proto = proto
         self._rng = default_rng(rng)
         self.encoder = proto.encoder(len(self.client_ids))  # ValueError if bits are too few
         self._config_digest = proto.config_digest(self.dim)
         self.nonce = b""
+        self.round_id = b""  # the active variant's (derivation.round_id)
         self.neighbours: dict[int, frozenset[int]] = {}
         self.thresholds: dict[int, int] = {}
         #: Clients caught deviating this round, with what they did (a wrong share,
@@ -205,12 +279,11 @@ class SecAggServer(ServerSession):
 
     def _on_start(self) -> list[Message]:
         self.nonce = self._rng.bytes(32)
-        self.neighbours = self.proto.neighbours(self.client_ids, self.nonce)
-        self.thresholds = {
-            cid: self.proto.group_threshold(len(peers) + 1, len(self.client_ids))
-            for cid, peers in self.neighbours.items()
-        }
-        self._state = CollectingKeys()
+        if self.proto.active:
+            self.round_id = d.round_id(self._config_digest, self.nonce, self.round, self.client_ids)
+        if not self.proto.seeds_graph:  # else the graph waits for the reveals
+            self._set_graph(self.nonce)
+        self._state = CollectingSignedKeys() if self.proto.active else CollectingKeys()
         return [
             RoundStart(
                 wire.SERVER, cid, self.round, self.nonce, self._config_digest, self.client_ids
@@ -219,6 +292,25 @@ class SecAggServer(ServerSession):
         ]
 
     # -- helpers -----------------------------------------------------------
+    def _set_graph(self, seed: bytes) -> None:
+        self.neighbours = self.proto.neighbours(self.client_ids, seed)
+        self.thresholds = {
+            cid: self.proto.group_threshold(len(peers) + 1, len(self.client_ids))
+            for cid, peers in self.neighbours.items()
+        }
+
+    def _statement(self, context: bytes, sid: bytes, payload: bytes) -> Statement:
+        return Statement(context, sid, self.round, self._config_digest, payload)
+
+    def _verify(self, cid: int, signature: bytes, statement: Statement, what: str) -> None:
+        """Refuse (and blame) a signature that does not verify under ``cid``'s roster key."""
+        assert self.proto.roster is not None
+        try:
+            self.proto.roster.verify_statement(cid, signature, statement)
+        except SignatureError as exc:
+            self.blame[cid] = f"its {what} signature does not verify"
+            raise RemoteProtocolError(f"client {cid}'s {what}: {exc}") from exc
+
     def _group(self, cid: int) -> frozenset[int]:
         return self.neighbours[cid] | {cid}
 
@@ -259,18 +351,26 @@ class SecAggServer(ServerSession):
         st = self._state
         assert isinstance(st, CollectingKeys)
         self._expect_new(msg.sender, self.client_ids, st.advertised)
-        if msg.channel_public_key == msg.mask_public_key:
-            raise RemoteProtocolError(f"client {msg.sender} advertised the same key twice")
-        # Refused here, so a small-order key never reaches (and never fails) a peer;
-        # the client is left out of the round like one that advertised nothing.
-        for what, public in (("channel", msg.channel_public_key), ("mask", msg.mask_public_key)):
-            try:
-                keys.check_public_key(public)
-            except InvalidKeyError as exc:
-                raise RemoteProtocolError(
-                    f"client {msg.sender} advertised an invalid {what} key: {exc}"
-                ) from exc
+        _check_keys(msg)
         st.advertised[msg.sender] = (msg.channel_public_key, msg.mask_public_key)
+        if len(st.advertised) == len(self.client_ids):
+            return self.close_stage()
+        return []
+
+    def _on_signed_advertise_keys(self, msg: SignedAdvertiseKeys) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingSignedKeys)
+        self._expect_new(msg.sender, self.client_ids, st.advertised)
+        _check_keys(msg)
+        if not self.proto.seeds_graph and msg.commitment != d.NO_COMMITMENT:
+            raise RemoteProtocolError(f"client {msg.sender} committed to a seed SecAgg has none of")
+        payload = d.advert_payload(
+            msg.sender, msg.channel_public_key, msg.mask_public_key, msg.commitment
+        )
+        statement = self._statement(ADVERTISE_CONTEXT, self.round_id, payload)
+        self._verify(msg.sender, msg.signature, statement, "key advertisement")
+        st.advertised[msg.sender] = (msg.channel_public_key, msg.mask_public_key)
+        st.signed[msg.sender] = (msg.commitment, msg.signature)
         if len(st.advertised) == len(self.client_ids):
             return self.close_stage()
         return []
@@ -278,33 +378,105 @@ class SecAggServer(ServerSession):
     def _close_keys(self, event: DeadlinePassed) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingKeys)
-        # A key advertised by two clients (a copied key) would let one decrypt the
-        # other's envelopes: neither takes part.
-        uses = Counter(k for pair in st.advertised.values() for k in pair)
-        honest = {cid for cid, pair in st.advertised.items() if all(uses[k] == 1 for k in pair)}
-        alive = self._prune(honest)
-        excluded = set(st.advertised) - alive
-        if not alive:
-            return self._abort_round(
-                "too few clients advertised keys to reach the threshold", st.advertised
-            )
-        keys_u1 = {cid: st.advertised[cid] for cid in sorted(alive)}
-        sid = d.session_id(self._config_digest, self.nonce, [(c, *ks) for c, ks in keys_u1.items()])
+        return self._relay_keys(st.advertised, None, ())
+
+    def _close_signed_keys(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingSignedKeys)
+        if not self.proto.seeds_graph:
+            return self._relay_keys(st.advertised, st.signed, ())
+        if not st.advertised:
+            return self._abort_round("no client advertised keys", ())
+        # Commit-then-reveal (Bell et al. 2020 assume a graph the server did not pick):
+        # everyone sees the commitments before anyone reveals.
+        commitments = tuple((cid, st.signed[cid][0]) for cid in sorted(st.advertised))
         out: list[Message] = [
-            KeysAdvertised(
-                wire.SERVER,
-                cid,
-                self.round,
-                sid,
-                tuple((p, *keys_u1[p]) for p in sorted(self._group(cid) & alive)),
-            )
-            for cid in keys_u1
+            Commitments(wire.SERVER, cid, self.round, commitments) for cid in sorted(st.advertised)
         ]
-        out += self._exclude(excluded, "too few neighbours advertised keys")
-        # Clients that missed the deadline are told too, so none waits forever.
         out += self._exclude(
             set(self.client_ids) - set(st.advertised), "no keys before the deadline"
         )
+        self._state = CollectingReveals(st.advertised, st.signed)
+        return out
+
+    def _on_reveal(self, msg: Reveal) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingReveals)
+        if msg.round_id != self.round_id:
+            raise RemoteProtocolError(f"Reveal from client {msg.sender} belongs to another session")
+        self._expect_new(msg.sender, st.advertised, st.reveals)
+        if d.commitment(self.round_id, msg.sender, msg.randomness) != st.signed[msg.sender][0]:
+            self.blame[msg.sender] = "its reveal does not open its commitment"
+            raise RemoteProtocolError(f"client {msg.sender}'s reveal does not open its commitment")
+        st.reveals[msg.sender] = msg.randomness
+        if len(st.reveals) == len(st.advertised):
+            return self.close_stage()
+        return []
+
+    def _close_reveals(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingReveals)
+        missing = sorted(set(st.advertised) - set(st.reveals))
+        if missing:
+            # Every client would refuse a subset of the committed reveals (that choice
+            # would let the server grind the graph); an honest server aborts.
+            return self._abort_round(
+                f"clients {missing[:10]} committed to the graph seed and did not reveal",
+                st.advertised,
+            )
+        reveals = tuple(sorted(st.reveals.items()))
+        seed = d.graph_seed(self.round_id, reveals)
+        self._set_graph(seed)
+        return self._relay_keys(
+            st.advertised, st.signed, reveals, d.graph_session_id(self.round_id, seed)
+        )
+
+    def _relay_keys(
+        self,
+        advertised: Keys,
+        signed: Signed | None,
+        reveals: tuple[tuple[int, bytes], ...],
+        sid: bytes | None = None,
+    ) -> list[Message]:
+        """Send every remaining client its group's keys (signed ones with their signatures)."""
+        # A key advertised by two clients (a copied key) would let one decrypt the
+        # other's envelopes: neither takes part.
+        uses = Counter(k for pair in advertised.values() for k in pair)
+        honest = {cid for cid, pair in advertised.items() if all(uses[k] == 1 for k in pair)}
+        alive = self._prune(honest)
+        excluded = set(advertised) - alive
+        if not alive:
+            return self._abort_round(
+                "too few clients advertised keys to reach the threshold", advertised
+            )
+        keys_u1 = {cid: advertised[cid] for cid in sorted(alive)}
+        if sid is None:
+            sid = d.session_id(
+                self._config_digest, self.nonce, [(c, *ks) for c, ks in keys_u1.items()]
+            )
+        out: list[Message] = []
+        for cid in keys_u1:
+            group = sorted(self._group(cid) & alive)
+            if signed is None:
+                out.append(
+                    KeysAdvertised(
+                        wire.SERVER, cid, self.round, sid, tuple((p, *keys_u1[p]) for p in group)
+                    )
+                )
+            else:
+                out.append(
+                    SignedKeysAdvertised(
+                        wire.SERVER,
+                        cid,
+                        self.round,
+                        sid,
+                        tuple((p, *keys_u1[p], *signed[p]) for p in group),
+                        reveals,
+                    )
+                )
+        out += self._exclude(excluded, "too few neighbours advertised keys")
+        # Clients that missed the deadline are told too, so none waits forever.
+        out += self._exclude(set(self.client_ids) - set(advertised), "no keys before the deadline")
         self._state = CollectingShares(keys_u1, sid)
         return out
 
@@ -404,25 +576,98 @@ class SecAggServer(ServerSession):
                 )
         if not survivors:
             return self._abort_round("too few clients sent a masked input", st.sharers)
-        # Only survivors are asked: a client pruned above has fewer than t survivors
-        # in its group and would (rightly) refuse to reveal anything.
-        requests = {
-            cid: UnmaskRequest(
-                wire.SERVER,
-                cid,
-                self.round,
-                tuple(sorted(self._group(cid) & survivors)),
-                # Not the peers it reported: it holds no shares of those.
-                tuple(sorted((self.neighbours[cid] & dropped) - st.failed.get(cid, frozenset()))),
-                st.session_id,
-            )
-            for cid in sorted(survivors)
-        }
-        out: list[Message] = list(requests.values())
+        out: list[Message] = []
         out += self._exclude(set(st.masked) - survivors, "too few neighbours sent a masked input")
         out += self._exclude(st.sharers - set(st.masked), "no masked input received")
+        if self.proto.active:
+            needed = self._signatures_needed()
+            if len(survivors) < needed:
+                return self._abort_round(
+                    f"{len(survivors)} survivors can never give the {needed} consistency "
+                    "signatures unmasking needs",
+                    st.sharers,
+                )
+            # Bonawitz et al. 2017, Fig. 4, round 3 (ConsistencyCheck): announce S.
+            announced = tuple(sorted(survivors))
+            out[:0] = [
+                ConsistencyCheck(wire.SERVER, cid, self.round, announced, st.session_id)
+                for cid in announced
+            ]
+            self._state = CollectingSignatures(
+                st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed)
+            )
+            return out
+        # Only survivors are asked: a client pruned above has fewer than t survivors
+        # in its group and would (rightly) refuse to reveal anything.
+        expected = self._expected(st.failed, survivors, dropped, survivors)
+        out[:0] = [
+            UnmaskRequest(wire.SERVER, cid, self.round, *expected[cid], st.session_id)
+            for cid in sorted(expected)
+        ]
         self._state = CollectingUnmasking(
-            st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed), requests
+            st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed), expected
+        )
+        return out
+
+    def _signatures_needed(self) -> int:
+        from .config import consistency_threshold  # config imports this module
+
+        return consistency_threshold(self.proto, len(self.client_ids))
+
+    def _expected(
+        self,
+        failed: dict[int, frozenset[int]],
+        survivors: frozenset[int],
+        dropped: frozenset[int],
+        asked: Iterable[int],
+    ) -> Expected:
+        """What each asked client holds: its group's survivors, and its dropped peers
+        except those it reported (it holds no shares of those)."""
+        return {
+            cid: (
+                tuple(sorted(self._group(cid) & survivors)),
+                tuple(sorted((self.neighbours[cid] & dropped) - failed.get(cid, frozenset()))),
+            )
+            for cid in sorted(asked)
+        }
+
+    # -- stage 3 (active): consistency check ---------------------------------------
+    def _on_consistency_signature(self, msg: ConsistencySignature) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingSignatures)
+        _check_session(msg, st.session_id)
+        self._expect_new(msg.sender, st.survivors, st.signatures)
+        statement = self._statement(
+            CONSISTENCY_CONTEXT, st.session_id, d.survivor_payload(st.survivors)
+        )
+        self._verify(msg.sender, msg.signature, statement, "consistency")
+        st.signatures[msg.sender] = msg.signature
+        if len(st.signatures) == len(st.survivors):
+            return self.close_stage()
+        return []
+
+    def _close_signatures(self, event: DeadlinePassed) -> list[Message]:
+        st = self._state
+        assert isinstance(st, CollectingSignatures)
+        needed = self._signatures_needed()
+        if len(st.signatures) < needed:
+            return self._abort_round(
+                f"{len(st.signatures)} consistency signatures, {needed} are needed",
+                st.survivors,
+            )
+        # T_sig of them (by id) suffice for every client's check; the signers' inputs
+        # stay in the sum whether or not they sign (their shares are asked for either way).
+        proof = tuple(sorted(st.signatures.items())[:needed])
+        announced = tuple(sorted(st.survivors))
+        asked = frozenset(st.signatures)
+        expected = self._expected(st.failed, st.survivors, st.dropped, asked)
+        out: list[Message] = [
+            CertifiedUnmaskRequest(wire.SERVER, cid, self.round, announced, proof, st.session_id)
+            for cid in sorted(asked)
+        ]
+        out += self._exclude(st.survivors - asked, "no consistency signature received")
+        self._state = CollectingUnmasking(
+            st.keys, st.session_id, st.survivors, st.dropped, st.masked, st.failed, expected
         )
         return out
 
@@ -431,11 +676,11 @@ class SecAggServer(ServerSession):
         st = self._state
         assert isinstance(st, CollectingUnmasking)
         _check_session(msg, st.session_id)
-        self._expect_new(msg.sender, st.requests, st.responses)
-        request = st.requests[msg.sender]
+        self._expect_new(msg.sender, st.expected, st.responses)
+        survivors, dropped = st.expected[msg.sender]
         if (
-            tuple(c for c, _ in msg.self_mask_shares) != request.survivors
-            or tuple(c for c, _ in msg.mask_key_shares) != request.dropped
+            tuple(c for c, _ in msg.self_mask_shares) != survivors
+            or tuple(c for c, _ in msg.mask_key_shares) != dropped
         ):
             raise RemoteProtocolError(f"client {msg.sender} answered a different unmasking request")
         for _, share in (*msg.self_mask_shares, *msg.mask_key_shares):
@@ -444,7 +689,7 @@ class SecAggServer(ServerSession):
             if int.from_bytes(share, "big") >= shamir.FIELD_PRIME:
                 raise RemoteProtocolError(f"client {msg.sender} sent a share outside the field")
         st.responses[msg.sender] = msg
-        if len(st.responses) == len(st.requests):
+        if len(st.responses) == len(st.expected):
             return self.close_stage()
         return []
 
@@ -537,7 +782,24 @@ class SecAggServer(ServerSession):
         return secrets
 
 
-def _check_session(msg: ShareKeys | MaskedInput | UnmaskResponse, session_id: bytes) -> None:
+def _check_keys(msg: AdvertiseKeys | SignedAdvertiseKeys) -> None:
+    """Refuse a repeated, invalid or small-order X25519 key (the module docstring, "Keys")."""
+    if msg.channel_public_key == msg.mask_public_key:
+        raise RemoteProtocolError(f"client {msg.sender} advertised the same key twice")
+    # Refused here, so a small-order key never reaches (and never fails) a peer;
+    # the client is left out of the round like one that advertised nothing.
+    for what, public in (("channel", msg.channel_public_key), ("mask", msg.mask_public_key)):
+        try:
+            keys.check_public_key(public)
+        except InvalidKeyError as exc:
+            raise RemoteProtocolError(
+                f"client {msg.sender} advertised an invalid {what} key: {exc}"
+            ) from exc
+
+
+def _check_session(
+    msg: ShareKeys | MaskedInput | ConsistencySignature | UnmaskResponse, session_id: bytes
+) -> None:
     # Checked before the duplicate check: a replay from another session must not
     # count as this client's message (the real one is still accepted after it).
     if msg.session_id != session_id:
