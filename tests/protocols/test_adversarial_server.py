@@ -400,7 +400,7 @@ def test_the_same_adversary_breaks_the_semi_honest_variant() -> None:
     to_clients: deque[tuple[int, bytes]] = deque()
     for m in server.start():
         to_clients.append((m.recipient, m.to_bytes()))
-    for c, client in clients.items():
+    for client in clients.values():
         for m in [*client.start(), *client.provide_input(np.full(DIM, 0.25))]:
             to_server.append(m.to_bytes())
     while server.stage != "unmasking":
