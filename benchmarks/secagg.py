@@ -25,6 +25,12 @@ Sections:
    ``protocols.SecAgg`` vs Flower with ``num_shares = n``).
 3. scale: a whole SecAgg+ round with n=1000, 5% dropouts at ``masked_input``,
    clients in 2 worker processes, k chosen by ``choose_degree``.
+4. active: the actively secure variant (a roster: signed advertisements, the
+   consistency check round, and for SecAgg+ the graph seed by commit-then-reveal)
+   against the semi-honest one, same inputs and threshold, same run: SecAgg at
+   n=100 (client CPU, server CPU, bytes per client), and SecAgg+ at n=1000 with
+   5% dropouts in one process (wall). Sections 1-3 run the semi-honest variant,
+   as Flower's SecAgg+ is.
 """
 
 from __future__ import annotations
@@ -68,6 +74,12 @@ FULL = {
     "complete_repeats": 3,
     "flower_complete_repeats": 1,
     "scale_repeats": 1,
+    "active_n": 100,
+    "active_d": 100_000,
+    "active_repeats": 3,
+    "active_scale_n": 1000,
+    "active_scale_d": 100_000,
+    "active_scale_dropouts": 50,
 }
 QUICK = {
     "n": 20,
@@ -82,6 +94,12 @@ QUICK = {
     "complete_repeats": 1,
     "flower_complete_repeats": 0,
     "scale_repeats": 1,
+    "active_n": 20,
+    "active_d": 10_000,
+    "active_repeats": 1,
+    "active_scale_n": 60,
+    "active_scale_d": 10_000,
+    "active_scale_dropouts": 3,
 }
 CLIP = 1.0
 BITS = 32
@@ -199,6 +217,7 @@ def run_ours(
     ):
         out[key] = median([r[key] for r in runs])
     out["bytes_up"] = runs[0]["bytes_up"]
+    out["bytes_down"] = runs[0]["bytes_down"]
     out["max_abs_error"] = max(r["max_abs_error"] for r in runs)
     out["survivors_ok"] = all(r["survivors_ok"] for r in runs)
     return out
@@ -462,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---- 1. numpy vs our SecAgg+ server --------------------------------------------------
     inputs = make_inputs(n, d)
-    plus = protocols.SecAggPlus(k=k, threshold=THRESHOLD, bits=BITS, clip=CLIP)
+    plus = protocols.SecAggPlus(k=k, threshold=THRESHOLD, bits=BITS, clip=CLIP, semi_honest=True)
     log(f"numpy baseline, n={n} d={d}")
     results["numpy"] = bench_numpy(inputs, cfg["repeats"])
     log(f"ours SecAgg+ k={k}, n={n} d={d}, {cfg['repeats']} repeats")
@@ -560,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # complete graph
     if cfg["complete"]:
-        full_graph = protocols.SecAgg(threshold=THRESHOLD, bits=BITS, clip=CLIP)
+        full_graph = protocols.SecAgg(threshold=THRESHOLD, bits=BITS, clip=CLIP, semi_honest=True)
         t_full = full_graph.group_threshold(n, n)
         log(f"ours SecAgg complete graph, n={n} d={d}, {cfg['complete_repeats']} repeats")
         oc = run_ours(full_graph, inputs, cfg["complete_repeats"])
@@ -628,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     scale_inputs = make_inputs(sn, sd, seed=1)
     rng = np.random.default_rng(2)
     dropout = {int(c): "masked_input" for c in rng.choice(sn, sdrop, replace=False)}
-    scale_proto = protocols.SecAggPlus(threshold=THRESHOLD, bits=BITS, clip=CLIP)
+    scale_proto = protocols.SecAggPlus(threshold=THRESHOLD, bits=BITS, clip=CLIP, semi_honest=True)
     sk = scale_proto.degree(sn)
     log(f"scale: SecAgg+ n={sn} d={sd} k={sk}, {sdrop} dropouts at masked_input, workers=2")
     sc = run_ours(scale_proto, scale_inputs, cfg["scale_repeats"], dropout=dropout, workers=2)
@@ -667,11 +686,96 @@ def main(argv: list[str] | None = None) -> int:
         ".3f",
     )
 
+    # ---- 4. actively secure vs semi-honest ---------------------------------------------------
+    an, ad = cfg["active_n"], cfg["active_d"]
+    active_inputs = make_inputs(an, ad, seed=3)
+    # One threshold for both variants: the smallest the active one admits (t > 2n/3),
+    # so the ratio is the cost of the signatures and the extra round, nothing else.
+    t_active = 2 * an // 3 + 1
+    pair = {
+        "semi-honest": protocols.SecAgg(threshold=t_active, bits=BITS, clip=CLIP, semi_honest=True),
+        # No roster: simulate enrols the cohort (simulated device registration).
+        "active": protocols.SecAgg(threshold=t_active, bits=BITS, clip=CLIP),
+    }
+    results["active"] = {"n": an, "d": ad, "threshold": t_active}
+    for variant, proto in pair.items():
+        log(f"{variant} SecAgg n={an} d={ad} t={t_active}, {cfg['active_repeats']} repeats")
+        results["active"][variant] = run_ours(proto, active_inputs, cfg["active_repeats"])
+    semi, act = results["active"]["semi-honest"], results["active"]["active"]
+    asize = f"n={an} d={ad // 1000}K"
+    ratios = {
+        "client_cpu": act["client_seconds_per_client"] / semi["client_seconds_per_client"],
+        "server_cpu": act["server_seconds"] / semi["server_seconds"],
+        "bytes_per_client": (act["bytes_up"] + act["bytes_down"])
+        / (semi["bytes_up"] + semi["bytes_down"]),
+    }
+    results["active"]["ratios"] = ratios
+    table.add(
+        "active_client_ratio",
+        f"active / semi-honest SecAgg client CPU ({asize})",
+        ratios["client_cpu"],
+        ".3f",
+        1.3,
+        note=f"{act['client_seconds_per_client']:.4f} vs {semi['client_seconds_per_client']:.4f} s",
+    )
+    table.add(
+        "active_server_ratio",
+        f"active / semi-honest SecAgg server CPU ({asize})",
+        ratios["server_cpu"],
+        ".3f",
+        1.3,
+        note=f"{act['server_seconds']:.4f} vs {semi['server_seconds']:.4f} s",
+    )
+    table.add(
+        "active_bytes_ratio",
+        f"active / semi-honest SecAgg bytes per client, up + down ({asize})",
+        ratios["bytes_per_client"],
+        ".4f",
+        1.05,
+        note="Bonawitz et al. 2017 report 1.73x for their full protocol at 2^10 users",
+    )
+    asn, asd, asdrop = cfg["active_scale_n"], cfg["active_scale_d"], cfg["active_scale_dropouts"]
+    del active_inputs
+    active_scale_inputs = make_inputs(asn, asd, seed=4)
+    drop_rng = np.random.default_rng(5)
+    active_dropout = {
+        int(c): "masked_input" for c in drop_rng.choice(asn, asdrop, replace=False)
+    }
+    active_plus = protocols.SecAggPlus(bits=BITS, clip=CLIP)
+    log(f"active SecAgg+ n={asn} d={asd}, {asdrop} dropouts at masked_input, one process")
+    ap = run_ours(active_plus, active_scale_inputs, 1, dropout=active_dropout, workers=1)
+    ap.update(k=active_plus.degree(asn), dropouts=asdrop, workers=1)
+    results["active"]["secaggplus_scale"] = ap
+    table.add(
+        "active_scale_wall_seconds",
+        f"active SecAgg+ n={asn} d={asd // 1000}K, {asdrop} dropouts: round wall s (1 process)",
+        ap["wall_seconds"],
+        ".2f",
+        60.0,
+        note=f"k={ap['k']}; load avg {os.getloadavg()[0]:.1f}",
+    )
+    table.add(
+        "active_scale_client_seconds",
+        f"active SecAgg+ n={asn}: client CPU s (per client)",
+        ap["client_seconds_per_client"],
+        ".4f",
+    )
+    table.add(
+        "active_scale_server_seconds",
+        f"active SecAgg+ n={asn}: server CPU s",
+        ap["server_seconds"],
+        ".3f",
+    )
+
     # ---- correctness guard ---------------------------------------------------------------
     checks = {
         "ours_secaggplus_error": ours["max_abs_error"],
         "scale_error": sc["max_abs_error"],
         "scale_survivors_ok": sc["survivors_ok"],
+        "active_semi_honest_error": semi["max_abs_error"],
+        "active_error": act["max_abs_error"],
+        "active_scale_error": ap["max_abs_error"],
+        "active_scale_survivors_ok": ap["survivors_ok"],
     }
     if "ours_secagg_complete" in results:
         checks["ours_complete_error"] = results["ours_secagg_complete"]["max_abs_error"]
@@ -694,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
             elif key == "flower_client_ratio":
                 want("secaggplus", plus, "client", None)
             elif key == "complete_server_ratio":
-                complete = protocols.SecAgg(threshold=THRESHOLD, bits=BITS, clip=CLIP)
+                complete = protocols.SecAgg(threshold=THRESHOLD, bits=BITS, clip=CLIP, semi_honest=True)
                 want("complete", complete, "server", None)
             elif key == "scale_server_seconds":
                 want("scale", scale_proto, "server", scale_inputs, dropout, 2)

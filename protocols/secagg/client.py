@@ -38,9 +38,9 @@ and Fig. 4; Bell et al., CCS 2020) adds, in its own states::
   session (its state moves on), the survivor set S the server announces, if
   it is in S, S lies in the cohort and S keeps at least t of its group.
 * **Invariant**: in the active variant, a peer's status comes only from a set
-  S that at least T_sig (:func:`protocols.secagg.config.consistency_threshold`)
-  distinct cohort members signed and that this client signed itself:
-  SURVIVED if in S, DROPPED otherwise. Honest clients sign one set, so no two
+  S that at least T_sig distinct members of the consistency committee
+  (:func:`protocols.secagg.config.consistency_committee`) signed and that
+  this client signed itself: SURVIVED if in S, DROPPED otherwise. Honest clients sign one set, so no two
   honest clients settle one peer differently, and the client itself, always
   in S, never reveals its own mask-key share (the semi-honest client refuses
   a request naming it dropped, too).
@@ -780,16 +780,16 @@ class SecAggClient(ClientSession):
         _check_session(msg, st.session_id)
         if msg.survivors != st.signed:
             raise RemoteProtocolError("the unmasking request is for another set than the one signed")
-        from .config import consistency_threshold  # config imports this module
+        from .config import consistency_committee  # config imports this module
 
-        needed = consistency_threshold(self.proto, st.info.n_clients)
+        members, needed = consistency_committee(self.proto, st.active.cohort, st.info.nonce)
         signers = [cid for cid, _ in msg.signatures]
         if len(signers) < needed:
             raise RemoteProtocolError(
                 f"{len(signers)} consistency signatures; {needed} are needed before unmasking"
             )
-        if not set(signers) <= set(st.active.cohort):
-            raise RemoteProtocolError("a consistency signature from outside the round")
+        if not set(signers) <= members:
+            raise RemoteProtocolError("a consistency signature from outside the committee")
         statement = self._statement(CONSISTENCY_CONTEXT, st.session_id, d.survivor_payload(st.signed))
         assert self.proto.roster is not None
         for cid, signature in msg.signatures:  # distinct: the wire keeps ids strictly increasing

@@ -18,9 +18,11 @@ from ..cost import CostEstimate
 from ..errors import LocalProtocolError
 from . import client as _client  # noqa: F401  (registers the client's snapshot state classes)
 from . import messages as _messages  # noqa: F401  (registers the SecAgg wire types on import)
+from .derivation import committee
 from .graph import (
     auto_threshold,
     choose_degree,
+    committee_size,
     complete_graph,
     harary_graph,
     harary_neighbours,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:  # the session modules import this one
     from .client import SecAggClient
     from .server import SecAggServer
 
-__all__ = ["ACTIVE", "SEMI_HONEST", "UNBOUND", "SecAgg", "SecAggPlus", "consistency_threshold"]
+__all__ = ["ACTIVE", "SEMI_HONEST", "UNBOUND", "SecAgg", "SecAggPlus", "consistency_committee"]
 
 #: :attr:`SecAgg.variant` values: which guarantee a configuration's sessions give.
 ACTIVE = "active"
@@ -42,25 +44,44 @@ _UNBOUND_MESSAGE = (
 )
 
 
-def consistency_threshold(proto: SecAgg, n_clients: int) -> int:
-    """T_sig: how many valid signatures on one survivor set a client needs before it unmasks.
+def consistency_committee(
+    proto: SecAgg, cohort: Sequence[int], seed: bytes
+) -> tuple[frozenset[int], int]:
+    """Who certifies the survivor set, and how many of them must sign it (T_sig).
 
-    The one definition, used by the server (it waits for that many) and by the
-    client (it reveals nothing with fewer). Honest clients sign at most one set
-    per session, so two different sets can both reach T_sig only if more than
-    ``2 T_sig - n`` signers are corrupt:
+    The one definition, used by the server (it waits for that many committee
+    signatures) and by the client (it reveals nothing with fewer). Honest
+    clients sign at most one set per session, so two different sets can both
+    reach T_sig only if at least ``2 T_sig - m`` of the m signers are corrupt:
 
-    * SecAgg (complete graph): T_sig = t, the active threshold t > 2n/3
-      (Bonawitz et al., CCS 2017, Fig. 4 "ConsistencyCheck" and section 6.2:
-      secure against a malicious server with fewer than n/3 corrupt clients,
-      since 2t - n > n/3).
-    * SecAgg+: T_sig = floor((n + c) / 2) + 1 with c = floor(corrupt_fraction * n)
-      (Bell et al., CCS 2020, the malicious-server variant: 2 T_sig - n > c).
+    * SecAgg (complete graph): every client, T_sig = t, the active threshold
+      t > 2n/3 (Bonawitz et al., CCS 2017, Fig. 4 "ConsistencyCheck" and
+      section 6.2: secure against a malicious server with fewer than n/3
+      corrupt clients, since 2t - n > n/3).
+    * SecAgg+: a committee of m clients sampled from the graph seed (which the
+      clients contribute, so the server cannot choose it), with m and T_sig
+      from :func:`~protocols.secagg.graph.committee_size` for the config's
+      corrupt fraction, dropout rate and targets: m = 40, T_sig = 29 for any
+      n >= 60 with the defaults, so a client checks 29 signatures, not n/2.
+      When no committee smaller than the cohort meets the targets, every
+      client signs and T_sig = floor((n + c) / 2) + 1 with c = floor(corrupt
+      fraction * n). (Bell et al., CCS 2020, bound the corrupt clients of a
+      random neighbourhood the same way; the committee is this library's
+      construction, not theirs.)
     """
-    if isinstance(proto, SecAggPlus):
-        corrupt = math.floor(proto.corrupt_fraction * n_clients)
-        return (n_clients + corrupt) // 2 + 1
-    return proto.group_threshold(n_clients, n_clients)
+    n = len(cohort)
+    if not isinstance(proto, SecAggPlus):
+        return frozenset(cohort), proto.group_threshold(n, n)
+    size, needed = committee_size(
+        n,
+        corrupt_fraction=proto.corrupt_fraction,
+        dropout_rate=proto.dropout_rate,
+        security_bits=proto.security_bits,
+        correctness_bits=proto.correctness_bits,
+    )
+    if size >= n:
+        return frozenset(cohort), needed
+    return committee(seed, cohort, size), needed
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,13 @@ def advert_payload(cid: int, channel_pk: bytes, mask_pk: bytes, commit: bytes) -
 def survivor_payload(survivors: Iterable[int]) -> bytes:
     """What a consistency signature signs: the sorted survivor ids, 4 bytes each."""
     return b"".join(_ID.pack(cid) for cid in sorted(survivors))
+
+
+def committee(seed: bytes, cohort: Iterable[int], size: int) -> frozenset[int]:
+    """The ``size`` cohort members with the smallest ``H(seed, id)``: a uniform sample.
+
+    Drawn from the active SecAgg+ graph seed, which no party chooses alone
+    (commit-then-reveal), so the server cannot pick the committee either.
+    """
+    ranked = sorted(cohort, key=lambda cid: _hash(b"committee", seed, _ID.pack(cid)))
+    return frozenset(ranked[:size])

@@ -41,6 +41,7 @@ from . import binomial
 __all__ = [
     "auto_threshold",
     "choose_degree",
+    "committee_size",
     "complete_graph",
     "harary_graph",
     "harary_neighbours",
@@ -162,3 +163,44 @@ def choose_degree(
         if exposed <= 2.0**-security_bits and stuck <= 2.0**-correctness_bits:
             return k
     return max(n - 1, 0)
+
+
+@functools.lru_cache(maxsize=64)
+def committee_size(
+    n: int,
+    *,
+    corrupt_fraction: float,
+    dropout_rate: float,
+    security_bits: int,
+    correctness_bits: int,
+) -> tuple[int, int]:
+    """The smallest consistency committee ``(size m, signatures needed T)`` for n clients.
+
+    The committee certifies the survivor set in the actively secure SecAgg+
+    (see :func:`protocols.secagg.config.consistency_committee`). Honest members
+    sign one set each, so two different sets can both gather T signatures only
+    if at least ``2T - m`` members are corrupt; the committee is a uniform sample
+    of the cohort drawn from the clients' contributed graph seed, so its corrupt
+    members are hypergeometric, whose tails are bounded by the binomial ones
+    (Hoeffding 1963, Theorem 4):
+
+    - security: ``P[Bin(m, corrupt_fraction) >= 2T - m] <= 2^-security_bits``;
+    - liveness: ``P[Bin(m, 1 - dropout_rate) < T] <= 2^-correctness_bits``.
+
+    For each m the largest T meeting liveness is the most secure one, so it is
+    the one tried. Returns ``(n, T)``
+    with ``T = floor((n + c) / 2) + 1``, ``c = floor(corrupt_fraction * n)``
+    (every client signs; two sets need more than c corrupt signers) when no
+    smaller committee meets both targets.
+    """
+    for m in range(3, n):
+        # The largest T the committee still reaches with the asked probability.
+        t = m
+        while t > m // 2 and binomial.cdf(t - 1, m, 1.0 - dropout_rate) > 2.0**-correctness_bits:
+            t -= 1
+        if t <= m // 2:
+            continue
+        if binomial.sf(2 * t - m - 1, m, corrupt_fraction) <= 2.0**-security_bits:
+            return m, t
+    corrupt = int(corrupt_fraction * n)
+    return n, (n + corrupt) // 2 + 1

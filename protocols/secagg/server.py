@@ -17,9 +17,10 @@ commitment, broadcasts them, collects the reveals, and only then computes the
 graph (from the clients' randomness, not its nonce) and relays keys along it;
 a missing reveal aborts the round. After the masked inputs it announces the
 survivor set S, collects signatures on S (a bad one is refused and blamed),
-and asks for shares only with at least T_sig
-(:func:`~protocols.secagg.config.consistency_threshold`) of them, which it
-forwards so that every client can check them.
+and asks for shares only with at least T_sig of them from the consistency
+committee (:func:`~protocols.secagg.config.consistency_committee`: everyone in
+SecAgg, a sample drawn from the graph seed in SecAgg+), which it forwards so
+that every client can check them.
 
 A stage ends when every client expected in it has answered, or when the
 driver's deadline passes (``handle(DeadlinePassed(stage))``, or
@@ -268,6 +269,7 @@ class SecAggServer(ServerSession):
         self._config_digest = proto.config_digest(self.dim)
         self.nonce = b""
         self.round_id = b""  # the active variant's (derivation.round_id)
+        self.graph_seed = b""  # the nonce, or in the active SecAgg+ the clients' seed
         self.neighbours: dict[int, frozenset[int]] = {}
         self.thresholds: dict[int, int] = {}
         #: Clients caught deviating this round, with what they did (a wrong share,
@@ -293,6 +295,7 @@ class SecAggServer(ServerSession):
 
     # -- helpers -----------------------------------------------------------
     def _set_graph(self, seed: bytes) -> None:
+        self.graph_seed = seed
         self.neighbours = self.proto.neighbours(self.client_ids, seed)
         self.thresholds = {
             cid: self.proto.group_threshold(len(peers) + 1, len(self.client_ids))
@@ -580,11 +583,11 @@ class SecAggServer(ServerSession):
         out += self._exclude(set(st.masked) - survivors, "too few neighbours sent a masked input")
         out += self._exclude(st.sharers - set(st.masked), "no masked input received")
         if self.proto.active:
-            needed = self._signatures_needed()
-            if len(survivors) < needed:
+            members, needed = self._committee()
+            if len(survivors & members) < needed:
                 return self._abort_round(
-                    f"{len(survivors)} survivors can never give the {needed} consistency "
-                    "signatures unmasking needs",
+                    f"{len(survivors & members)} surviving committee members can never give "
+                    f"the {needed} consistency signatures unmasking needs",
                     st.sharers,
                 )
             # Bonawitz et al. 2017, Fig. 4, round 3 (ConsistencyCheck): announce S.
@@ -609,10 +612,11 @@ class SecAggServer(ServerSession):
         )
         return out
 
-    def _signatures_needed(self) -> int:
-        from .config import consistency_threshold  # config imports this module
+    def _committee(self) -> tuple[frozenset[int], int]:
+        """The consistency committee and T_sig (the graph seed is known by then)."""
+        from .config import consistency_committee  # config imports this module
 
-        return consistency_threshold(self.proto, len(self.client_ids))
+        return consistency_committee(self.proto, self.client_ids, self.graph_seed)
 
     def _expected(
         self,
@@ -649,15 +653,17 @@ class SecAggServer(ServerSession):
     def _close_signatures(self, event: DeadlinePassed) -> list[Message]:
         st = self._state
         assert isinstance(st, CollectingSignatures)
-        needed = self._signatures_needed()
-        if len(st.signatures) < needed:
+        members, needed = self._committee()
+        certifying = sorted((cid, sig) for cid, sig in st.signatures.items() if cid in members)
+        if len(certifying) < needed:
             return self._abort_round(
-                f"{len(st.signatures)} consistency signatures, {needed} are needed",
+                f"{len(certifying)} consistency signatures from the committee, {needed} are needed",
                 st.survivors,
             )
-        # T_sig of them (by id) suffice for every client's check; the signers' inputs
-        # stay in the sum whether or not they sign (their shares are asked for either way).
-        proof = tuple(sorted(st.signatures.items())[:needed])
+        # T_sig committee signatures (by id) suffice for every client's check. Every
+        # survivor signs (an honest client reveals only for a set it signed itself), and
+        # the signers' inputs stay in the sum whether or not they are on the committee.
+        proof = tuple(certifying[:needed])
         announced = tuple(sorted(st.survivors))
         asked = frozenset(st.signatures)
         expected = self._expected(st.failed, st.survivors, st.dropped, asked)

@@ -42,7 +42,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 import protocols
 from protocols import Message, RemoteProtocolError, wire
 from protocols.secagg import derivation as d
-from protocols.secagg.config import consistency_threshold
+from protocols.secagg.config import consistency_committee
 from protocols.secagg.messages import (
     CertifiedUnmaskRequest,
     ConsistencyCheck,
@@ -131,7 +131,9 @@ class World:
         assert set(self.checks) == set(self.cohort)
         self.session_id = next(iter(self.checks.values())).session_id
         self.digest = self.proto.config_digest(DIM)
-        self.t_sig = consistency_threshold(self.proto, n)
+        self.committee, self.t_sig = consistency_committee(
+            self.proto, self.cohort, server.graph_seed
+        )
         self.signatures: dict[tuple[int, ...], dict[int, bytes]] = {}  # set -> signer -> sig
         self.sent: list[tuple[int, bytes]] = []  # every adversary -> client message, for replays
         self.reveals = Reveals()
@@ -183,11 +185,12 @@ class World:
     def certificate(
         self, survivors: tuple[int, ...], *, with_corrupt: bool, forge: int | None
     ) -> tuple[tuple[int, bytes], ...]:
-        sigs = dict(self.signatures.get(survivors, {}))
+        # Only committee members' signatures count (clients refuse any other signer).
+        sigs = {c: sig for c, sig in self.signatures.get(survivors, {}).items() if c in self.committee}
         if with_corrupt:
-            for signer in self.corrupt:
+            for signer in self.corrupt & self.committee:
                 sigs[signer] = self.corrupt_signature(signer, survivors)
-        if forge is not None and forge not in sigs:
+        if forge is not None and forge in self.committee and forge not in sigs:
             # A signature the adversary cannot make: an honest client's on a set it never signed
             # (here: that client's signature on another set, or a corrupt key's, relabelled).
             other = next(
@@ -330,6 +333,14 @@ class ActiveSecAggPlusServer(AdversarialServer):
     CORRUPT = 2
 
 
+class ActiveSecAggPlusCommitteeServer(AdversarialServer):
+    # n = 70 with the default targets: a committee of 40 drawn from the graph seed
+    # certifies S with 29 signatures (protocols.secagg.graph.committee_size); 3 corrupt.
+    PROTO = protocols.SecAggPlus(k=8, threshold=7, bits=16)
+    N = 70
+    CORRUPT = 3
+
+
 _SETTINGS = settings(
     max_examples=100,
     stateful_step_count=20,
@@ -340,16 +351,22 @@ TestActiveSecAggServer = ActiveSecAggServer.TestCase
 TestActiveSecAggServer.settings = _SETTINGS
 TestActiveSecAggPlusServer = ActiveSecAggPlusServer.TestCase
 TestActiveSecAggPlusServer.settings = _SETTINGS
+TestActiveSecAggPlusCommitteeServer = ActiveSecAggPlusCommitteeServer.TestCase
+TestActiveSecAggPlusCommitteeServer.settings = settings(_SETTINGS, max_examples=30)
 
 
-@pytest.mark.parametrize("machine", [ActiveSecAggServer, ActiveSecAggPlusServer])
+MACHINES = [ActiveSecAggServer, ActiveSecAggPlusServer, ActiveSecAggPlusCommitteeServer]
+
+
+@pytest.mark.parametrize("machine", MACHINES)
 def test_the_honest_path_through_the_adversary_reveals(machine) -> None:
     """The harness is not vacuous: one set, signed by all, gets every honest client to unmask."""
     w = World(machine.PROTO, machine.N, machine.CORRUPT, seed=1)
     survivors = w.checks[w.honest[0]].survivors
     for cid in w.honest:
         assert [type(m) for m in w.check(cid, survivors)] == [ConsistencySignature]
-    assert len(w.signatures[survivors]) == len(w.honest) >= w.t_sig - len(w.corrupt)
+    assert len(w.signatures[survivors]) == len(w.honest)
+    assert len(w.certificate(survivors, with_corrupt=False, forge=None)) >= w.t_sig - len(w.corrupt)
     for cid in w.honest:
         out = w.unmask(cid, survivors, with_corrupt=True, forge=None)
         assert [type(m) for m in out] == [UnmaskResponse]
@@ -358,7 +375,7 @@ def test_the_honest_path_through_the_adversary_reveals(machine) -> None:
     assert w.reveals.mask_key == {}
 
 
-@pytest.mark.parametrize("machine", [ActiveSecAggServer, ActiveSecAggPlusServer])
+@pytest.mark.parametrize("machine", MACHINES)
 @pytest.mark.parametrize("split", [0, 1, 2, 3])
 def test_two_views_never_both_certified(machine, split: int) -> None:
     """The attack itself: the honest clients other than the target are split between a
@@ -429,7 +446,7 @@ def test_the_same_adversary_breaks_the_semi_honest_variant() -> None:
     assert target in reveals.both()
 
 
-@pytest.mark.parametrize("machine", [ActiveSecAggServer, ActiveSecAggPlusServer])
+@pytest.mark.parametrize("machine", MACHINES)
 def test_forged_signatures_do_not_count(machine) -> None:
     """A set one honest client signed, padded to T_sig with real signatures of other
     honest clients on another set, relabelled: refused, and nothing revealed."""
@@ -441,7 +458,7 @@ def test_forged_signatures_do_not_count(machine) -> None:
     for cid in rest:
         w.check(cid, other)  # their signatures exist, but on another set
     sigs = dict(w.certificate(mine, with_corrupt=True, forge=None))
-    for cid in rest:
+    for cid in sorted(w.committee & set(rest)):
         if len(sigs) >= w.t_sig:
             break
         sigs[cid] = w.signatures[other][cid]  # relabelled: a real signature on the wrong set
