@@ -19,6 +19,8 @@ from protocols.secagg import messages as sm  # noqa: F401  (registers the SecAgg
 from secagg.randomness import DeterministicRandom
 
 STAGES = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+# With the actively secure variant's stages, in order (the Net's dropout rule needs them all).
+ALL_STAGES = ("advertise_keys", "reveal", "share_keys", "masked_input", "consistency", "unmasking")
 SERVER = wire.SERVER
 
 
@@ -118,7 +120,8 @@ class Net:
             decoded = decode(data)
             stage = type(decoded).STAGE
             if cid in self.silenced or (
-                cid in self.dropout and STAGES.index(stage) >= STAGES.index(self.dropout[cid])
+                cid in self.dropout
+                and ALL_STAGES.index(stage) >= ALL_STAGES.index(self.dropout[cid])
             ):
                 self.silenced.add(cid)
                 continue
