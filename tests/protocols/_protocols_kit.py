@@ -86,6 +86,7 @@ class Net:
         dropout: Mapping[int, str] | None = None,
         tamper: Callable[[Message], bytes | None] | None = None,
         provide_inputs: bool = True,
+        identities: Mapping[int, object] | None = None,
     ) -> None:
         self.proto = proto
         self.inputs = {int(c): np.asarray(x, dtype=np.float64) for c, x in inputs.items()}
@@ -99,7 +100,13 @@ class Net:
         self.clients = {
             cid: (client_protos or {})
             .get(cid, proto)
-            .client(cid, self.dim, rng=DeterministicRandom(f"kit/{seed}/client/{cid}"), round=round)
+            .client(
+                cid,
+                self.dim,
+                rng=DeterministicRandom(f"kit/{seed}/client/{cid}"),
+                round=round,
+                **({} if identities is None else {"identity": identities[cid]}),
+            )
             for cid in sorted(self.inputs)
         }
         self.dropout = dict(dropout or {})
