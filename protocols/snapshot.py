@@ -215,7 +215,11 @@ def load_client(
     puts the stored state into it.
     """
     record = loads(unseal(data, key))
-    if not isinstance(record, dict) or sorted(record) != sorted(_RECORD_KEYS):
+    if (
+        not isinstance(record, dict)
+        or not all(isinstance(k, str) for k in record)  # sorted() of mixed keys would raise
+        or sorted(record) != sorted(_RECORD_KEYS)
+    ):
         raise SnapshotError("snapshot does not hold a client session record")
     name, dim, cid, round_ = record["protocol"], record["dim"], record["client_id"], record["round"]
     if not isinstance(name, str) or not isinstance(record["digest"], bytes):

@@ -69,11 +69,18 @@ class Scenario:
 
 
 def scenarios() -> list[Scenario]:
-    dp_inner = protocols.SecAggPlus(bits=BITS, clip=grid_clip(4), k=2)
+    dp_inner = protocols.SecAggPlus(semi_honest=True, bits=BITS, clip=grid_clip(4), k=2)
     return [
         Scenario("plaintext", protocols.Plaintext(), 4, "float"),
-        Scenario("secagg", protocols.SecAgg(bits=BITS, clip=grid_clip(4)), 4, "int"),
-        Scenario("secagg+", protocols.SecAggPlus(bits=BITS, clip=grid_clip(5), k=2), 5, "int"),
+        Scenario(
+            "secagg", protocols.SecAgg(semi_honest=True, bits=BITS, clip=grid_clip(4)), 4, "int"
+        ),
+        Scenario(
+            "secagg+",
+            protocols.SecAggPlus(semi_honest=True, bits=BITS, clip=grid_clip(5), k=2),
+            5,
+            "int",
+        ),
         Scenario(
             "paillier", protocols.Paillier(key_bits=1024, bits=BITS, clip=grid_clip(1)), 4, "int"
         ),
@@ -86,7 +93,9 @@ def scenarios() -> list[Scenario]:
         ),
         Scenario(
             "secagg+ drops",
-            protocols.SecAggPlus(bits=BITS, clip=grid_clip(5), k=2, threshold=0.6),
+            protocols.SecAggPlus(
+                semi_honest=True, bits=BITS, clip=grid_clip(5), k=2, threshold=0.6
+            ),
             5,
             "int",
             {2: "masked_input"},
@@ -94,7 +103,7 @@ def scenarios() -> list[Scenario]:
         Scenario(
             "secagg drops late",
             # n = 5: at n = 4, threshold 0.5 is now 3 (a strict majority), and two drops leave 2.
-            protocols.SecAgg(bits=BITS, clip=grid_clip(5), threshold=0.5),
+            protocols.SecAgg(semi_honest=True, bits=BITS, clip=grid_clip(5), threshold=0.5),
             5,
             "int",
             {1: "unmasking", 3: "share_keys"},
@@ -313,7 +322,7 @@ def test_in_process_grid_matches_simulate(task_identity, scenario):
     ("proto", "dropout"),
     [
         (
-            protocols.SecAgg(bits=BITS, clip=grid_clip(4), threshold=3),
+            protocols.SecAgg(semi_honest=True, bits=BITS, clip=grid_clip(4), threshold=3),
             {1: "share_keys", 2: "share_keys"},
         ),
         (protocols.Paillier(key_bits=1024, bits=BITS, clip=grid_clip(1)), {0: "unmasking"}),
@@ -477,7 +486,7 @@ def test_clients_refuse_what_they_do_not_run(task_identity):
     # A name the clients do not know, and a known name with another configuration.
     with pytest.raises(protocols.ProtocolAborted, match="does not run protocol"):
         fa.run_round(grid, protocols.Plaintext(), nodes, DIM, round=1, name="nope", content=content)
-    other = protocols.SecAgg(bits=BITS + 1, clip=grid_clip(4))
+    other = protocols.SecAgg(semi_honest=True, bits=BITS + 1, clip=grid_clip(4))
     with pytest.raises(protocols.ProtocolAborted, match="config digest mismatch"):
         fa.run_round(grid, other, nodes, DIM, round=2, name="secagg", content=content)
     # Rounds must move forward on every node.
@@ -554,7 +563,7 @@ def test_clients_can_build_configurations_from_the_name(task_identity):
         kind, bits = name.split(":")
         if kind == "plaintext":
             raise ValueError("this client never sends its update in the clear")
-        return protocols.SecAgg(bits=int(bits), clip=grid_clip(4))
+        return protocols.SecAgg(semi_honest=True, bits=int(bits), clip=grid_clip(4))
 
     seconds = []
 

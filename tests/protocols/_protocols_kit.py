@@ -19,6 +19,8 @@ from protocols.secagg import messages as sm  # noqa: F401  (registers the SecAgg
 from secagg.randomness import DeterministicRandom
 
 STAGES = ("advertise_keys", "share_keys", "masked_input", "unmasking")
+# With the actively secure variant's stages, in order (the Net's dropout rule needs them all).
+ALL_STAGES = ("advertise_keys", "reveal", "share_keys", "masked_input", "consistency", "unmasking")
 SERVER = wire.SERVER
 
 
@@ -84,6 +86,7 @@ class Net:
         dropout: Mapping[int, str] | None = None,
         tamper: Callable[[Message], bytes | None] | None = None,
         provide_inputs: bool = True,
+        identities: Mapping[int, object] | None = None,
     ) -> None:
         self.proto = proto
         self.inputs = {int(c): np.asarray(x, dtype=np.float64) for c, x in inputs.items()}
@@ -97,7 +100,13 @@ class Net:
         self.clients = {
             cid: (client_protos or {})
             .get(cid, proto)
-            .client(cid, self.dim, rng=DeterministicRandom(f"kit/{seed}/client/{cid}"), round=round)
+            .client(
+                cid,
+                self.dim,
+                rng=DeterministicRandom(f"kit/{seed}/client/{cid}"),
+                round=round,
+                **({} if identities is None else {"identity": identities[cid]}),
+            )
             for cid in sorted(self.inputs)
         }
         self.dropout = dict(dropout or {})
@@ -118,7 +127,8 @@ class Net:
             decoded = decode(data)
             stage = type(decoded).STAGE
             if cid in self.silenced or (
-                cid in self.dropout and STAGES.index(stage) >= STAGES.index(self.dropout[cid])
+                cid in self.dropout
+                and ALL_STAGES.index(stage) >= ALL_STAGES.index(self.dropout[cid])
             ):
                 self.silenced.add(cid)
                 continue

@@ -55,7 +55,7 @@ class Adversary(Net):
 def setup(n: int, proto_cls=protocols.SecAgg, seed: int = 0, **kw):
     rng = np.random.default_rng(seed)
     clip, q, x = on_grid_inputs(n, DIM, BITS, J, rng)
-    return proto_cls(bits=BITS, clip=clip, **kw), q, x
+    return proto_cls(semi_honest=True, bits=BITS, clip=clip, **kw), q, x
 
 
 def honest_sum(q, members) -> np.ndarray:
@@ -366,7 +366,9 @@ def test_threshold_one_half_at_even_n_is_a_strict_majority(n):
 
 def test_a_client_refuses_an_absolute_threshold_below_a_majority():
     proto, _q, x = setup(6, threshold=3)  # 3 of 6 is not a strict majority
-    _client, start = _round_start_for(protocols.SecAgg(bits=BITS, clip=1.0), x, range(6))
+    _client, start = _round_start_for(
+        protocols.SecAgg(semi_honest=True, bits=BITS, clip=1.0), x, range(6)
+    )
     weak = proto.client(0, DIM)
     weak.start()
     start = dataclasses.replace(start, config_digest=proto.config_digest(DIM))

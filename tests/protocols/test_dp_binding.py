@@ -34,9 +34,9 @@ DIM = 8
 
 def _inner(name: str) -> protocols.AggregationProtocol:
     if name == "secagg":
-        return protocols.SecAgg(clip=8.0, bits=32)
+        return protocols.SecAgg(semi_honest=True, clip=8.0, bits=32)
     if name == "secagg+":
-        return protocols.SecAggPlus(clip=8.0, bits=32, k=4)
+        return protocols.SecAggPlus(semi_honest=True, clip=8.0, bits=32, k=4)
     if name == "paillier":
         return protocols.Paillier(key_bits=1024, clip=8.0)
     return protocols.Plaintext()
@@ -52,9 +52,7 @@ CASES = [
 
 
 def _honest(inner: str, mode: str, **changes) -> protocols.DifferentiallyPrivate:
-    fields = dict(
-        mode=mode, clip=1.0, noise_multiplier=1.0, expected_clients=E, dropout_rate=0.0
-    )
+    fields = dict(mode=mode, clip=1.0, noise_multiplier=1.0, expected_clients=E, dropout_rate=0.0)
     return protocols.DifferentiallyPrivate(_inner(inner), **{**fields, **changes})
 
 
@@ -148,8 +146,14 @@ def test_the_digest_is_canonical():
     protos = {
         _honest("secagg", m, **c)
         for m in ("central", "distributed")
-        for c in ({}, {"expected_clients": E + 1}, {"sampling_probability": 1.0},
-                  {"dropout_rate": 0.5}, {"clip": 2.0}, {"noise_multiplier": 2.0})
+        for c in (
+            {},
+            {"expected_clients": E + 1},
+            {"sampling_probability": 1.0},
+            {"dropout_rate": 0.5},
+            {"clip": 2.0},
+            {"noise_multiplier": 2.0},
+        )
     }
     assert len({p.config_digest(DIM) for p in protos}) == len(protos)
 
@@ -247,7 +251,7 @@ def test_an_honest_server_cannot_invite_a_cohort_its_clients_refuse():
 def test_distributed_modes_need_expected_clients():
     for mode in ("distributed", "ddg", "skellam"):
         with pytest.raises(ValueError, match="expected_clients"):
-            protocols.DifferentiallyPrivate(protocols.SecAgg(), mode=mode)
+            protocols.DifferentiallyPrivate(protocols.SecAgg(semi_honest=True), mode=mode)
     with pytest.raises(ValueError, match="max_clients"):
         _honest("secagg", "distributed", max_clients=E)
     with pytest.raises(ValueError, match="max_clients"):
@@ -263,7 +267,9 @@ def test_honest_rounds_carry_the_exact_event(inner, mode):
     proto = _honest(inner, mode, noise_multiplier=sigma, expected_clients=n, dropout_rate=dropout)
     rng = np.random.default_rng(0)
     inputs = {c: rng.normal(0, 0.3, DIM) for c in range(n)}
-    agg = protocols.simulate(proto, inputs, dropout={1: proto.INPUT_STAGE, 5: proto.INPUT_STAGE}, seed=4)
+    agg = protocols.simulate(
+        proto, inputs, dropout={1: proto.INPUT_STAGE, 5: proto.INPUT_STAGE}, seed=4
+    )
     k = len(agg.survivors)
     assert k == n - 2
     (event,) = agg.events

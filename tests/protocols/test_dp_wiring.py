@@ -23,7 +23,7 @@ def _clipped_sum(inputs, survivors, clip):
 def test_noise_scale_and_event(mode):
     n, d, sigma, clip = 12, 2048, 0.5, 1.0
     inputs = _inputs(n, d)
-    inner = protocols.SecAggPlus(k=6, clip=8.0, bits=32)
+    inner = protocols.SecAggPlus(semi_honest=True, k=6, clip=8.0, bits=32)
     proto = protocols.DifferentiallyPrivate(
         inner, mode=mode, clip=clip, noise_multiplier=sigma, expected_clients=n
     )
@@ -52,7 +52,11 @@ def test_noise_scale_and_event(mode):
 
 def test_sampling_probability_wraps_event_and_plaintext_works():
     proto = protocols.DifferentiallyPrivate(
-        protocols.Plaintext(), mode="central", clip=1.0, noise_multiplier=1.2, sampling_probability=0.1
+        protocols.Plaintext(),
+        mode="central",
+        clip=1.0,
+        noise_multiplier=1.2,
+        sampling_probability=0.1,
     )
     agg = protocols.simulate(proto, _inputs(5, 16), seed=0)
     assert agg.events == (privacy.PoissonSampledEvent(0.1, privacy.GaussianEvent(1.2)),)
@@ -77,7 +81,7 @@ def test_integer_modes_need_secagg():
 def test_validation(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
-        protocols.DifferentiallyPrivate(protocols.SecAgg(), **kwargs)
+        protocols.DifferentiallyPrivate(protocols.SecAgg(semi_honest=True), **kwargs)
 
 
 def test_dp_client_clips_to_l2_bound():
@@ -85,7 +89,10 @@ def test_dp_client_clips_to_l2_bound():
     # L2-clipped inputs: a client with a large input contributes norm <= clip.
     inputs = {0: np.full(64, 10.0), 1: np.zeros(64), 2: np.zeros(64)}
     proto = protocols.DifferentiallyPrivate(
-        protocols.SecAgg(clip=20.0), mode="distributed", clip=1.0, noise_multiplier=1e-6,
+        protocols.SecAgg(semi_honest=True, clip=20.0),
+        mode="distributed",
+        clip=1.0,
+        noise_multiplier=1e-6,
         expected_clients=3,
     )
     agg = protocols.simulate(proto, inputs, seed=0)
@@ -95,8 +102,12 @@ def test_dp_client_clips_to_l2_bound():
 @pytest.mark.parametrize("mode", ["ddg", "skellam"])
 def test_sampled_integer_rounds_are_accountable(mode):
     proto = protocols.DifferentiallyPrivate(
-        protocols.SecAgg(bits=32), mode=mode, clip=1.0, noise_multiplier=1.0,
-        sampling_probability=0.05, expected_clients=4,
+        protocols.SecAgg(semi_honest=True, bits=32),
+        mode=mode,
+        clip=1.0,
+        noise_multiplier=1.0,
+        sampling_probability=0.05,
+        expected_clients=4,
     )
     agg = protocols.simulate(proto, _inputs(4, 32), seed=0)
     (event,) = agg.events

@@ -28,13 +28,16 @@ INPUTS = {c: np.full(DIM, 0.125 * (c + 1)) for c in range(N)}
 ALL = frozenset(range(N))
 
 PROTOCOLS = {
-    "secagg": protocols.SecAgg(threshold=3, bits=16, clip=1.0),
-    "secagg+": protocols.SecAggPlus(threshold=2, k=2, bits=16, clip=1.0),
+    "secagg": protocols.SecAgg(semi_honest=True, threshold=3, bits=16, clip=1.0),
+    "secagg+": protocols.SecAggPlus(semi_honest=True, threshold=2, k=2, bits=16, clip=1.0),
     "paillier": protocols.Paillier(key_bits=1024, bits=16, clip=1.0),
     "ckks": protocols.CKKS(clip=1.0),
     "plaintext": protocols.Plaintext(),
     "dp-secagg": protocols.DifferentiallyPrivate(
-        protocols.SecAgg(threshold=3, bits=16, clip=1.0), "central", clip=1.0, noise_multiplier=1.0
+        protocols.SecAgg(semi_honest=True, threshold=3, bits=16, clip=1.0),
+        "central",
+        clip=1.0,
+        noise_multiplier=1.0,
     ),
 }
 

@@ -60,7 +60,7 @@ def chi2_uniform_p(words: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def rounds():
     clip, qa, qb, xa, xb = input_sets()
-    proto = protocols.SecAgg(threshold=2, bits=BITS, clip=clip)
+    proto = protocols.SecAgg(semi_honest=True, threshold=2, bits=BITS, clip=clip)
     net_a, masked_a = run(proto, xa, seed="uniform-A")
     net_b, masked_b = run(proto, xb, seed="uniform-B")
     return SimpleNamespace(

@@ -72,7 +72,7 @@ def test_options_map_onto_fields_and_defaults_stay():
     )
     assert registry.create("secagg", registry.ProtocolOptions(clip=3.0)) == protocols.SecAgg(
         clip=3.0
-    )  # threshold None leaves SecAgg its 0.5
+    )  # threshold None leaves SecAgg its variant's default
     assert registry.create(
         "paillier", registry.ProtocolOptions(bits=20, key_bits=3072, workers=1)
     ) == protocols.Paillier(key_bits=3072, bits=20, workers=1)

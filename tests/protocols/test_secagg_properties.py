@@ -92,7 +92,7 @@ def sizes(lo: int, hi: int, small: int):
 
 
 def check_secagg_round(n, j, clip, bits, q, x, threshold, dropout, seed):
-    proto = protocols.SecAgg(threshold=threshold, bits=bits, clip=clip)
+    proto = protocols.SecAgg(semi_honest=True, threshold=threshold, bits=bits, clip=clip)
     t = proto.group_threshold(n, n)
     # The threshold resolves as documented: an int as is, a fraction f to ceil(f * n)
     # raised to a strict majority n // 2 + 1.
@@ -168,7 +168,7 @@ def plus_case(draw):
     n = draw(sizes(2, 24 if k is not None else 14, 8))
     # An int threshold must fit the sharing groups: k + 1 members for an explicit
     # k; with k=None the degree search picks groups large enough for any t <= n.
-    group = protocols.SecAggPlus(k=k).degree(n) + 1 if k is not None else n
+    group = protocols.SecAggPlus(semi_honest=True, k=k).degree(n) + 1 if k is not None else n
     threshold = draw(st.one_of(thresholds(group), st.none()))  # None: chosen with k
     return k, n, threshold
 
@@ -179,7 +179,7 @@ def test_secagg_plus_exact_total(data, case, seed):
     k, n, threshold = case
     bits, j, clip, q, x = data.draw(grid_case(n))
     dropout = data.draw(st.one_of(st.just({}), dropouts(n), dropouts(n)))
-    proto = protocols.SecAggPlus(threshold=threshold, bits=bits, clip=clip, k=k)
+    proto = protocols.SecAggPlus(semi_honest=True, threshold=threshold, bits=bits, clip=clip, k=k)
     if not dropout:
         agg = protocols.simulate(proto, x, seed=seed)
         assert agg.survivors == list(range(n))
@@ -208,7 +208,7 @@ def test_secagg_plus_int_threshold_with_derived_degree(threshold):
     the sharing group size 3" instead of skipping degrees that are too small.
     """
     n = 12
-    proto = protocols.SecAggPlus(threshold=threshold, bits=32, clip=1.0)
+    proto = protocols.SecAggPlus(semi_honest=True, threshold=threshold, bits=32, clip=1.0)
     k = proto.degree(n)
     assert k + 1 >= threshold
     x = {c: np.full(2, 0.25) for c in range(n)}
@@ -228,7 +228,7 @@ def clip_unit(proto, n):
     nonce=st.binary(min_size=32, max_size=32),
 )
 def test_secagg_plus_graph_is_regular_and_symmetric(n, k, nonce):
-    proto = protocols.SecAggPlus(k=k)
+    proto = protocols.SecAggPlus(semi_honest=True, k=k)
     ids = sorted({(7 * c + 3) % 1000 for c in range(n)})  # ids need not be 0..n-1
     graph = proto.neighbours(ids, nonce)
     degree = proto.degree(n)
@@ -266,10 +266,10 @@ def test_float_total_within_error_bound(data, which, n, seed):
     x = {c: np.array([data.draw(value) for _ in range(dim)]) for c in range(n)}
     dropout = data.draw(st.one_of(st.just({}), dropouts(n)))
     if which == "secagg":
-        proto = protocols.SecAgg(threshold=0.5, bits=bits, clip=clip)
+        proto = protocols.SecAgg(semi_honest=True, threshold=0.5, bits=bits, clip=clip)
     else:
         k = data.draw(st.sampled_from([2, 3, 4])) if which == "secagg+k" else None
-        proto = protocols.SecAggPlus(threshold=0.5, bits=bits, clip=clip, k=k)
+        proto = protocols.SecAggPlus(semi_honest=True, threshold=0.5, bits=bits, clip=clip, k=k)
     try:
         agg = protocols.simulate(proto, x, dropout=dropout, seed=seed)
     except protocols.ProtocolAborted:
@@ -298,12 +298,12 @@ def test_float_total_within_error_bound(data, which, n, seed):
     "proto, n, dropout",
     [
         (
-            protocols.SecAgg(threshold=0.5, bits=24, clip=1.0),
+            protocols.SecAgg(semi_honest=True, threshold=0.5, bits=24, clip=1.0),
             7,
             {2: "masked_input", 5: "unmasking"},
         ),
         (
-            protocols.SecAggPlus(threshold=0.5, bits=32, clip=2.0, k=4),
+            protocols.SecAggPlus(semi_honest=True, threshold=0.5, bits=32, clip=2.0, k=4),
             11,
             {0: "share_keys", 7: "masked_input"},
         ),
@@ -359,7 +359,9 @@ def test_plaintext_rejects_stages_it_does_not_have(stage):
         protocols.simulate(protocols.Plaintext(), x, dropout={1: stage}, seed=0)
 
 
-@pytest.mark.parametrize("proto", [protocols.SecAgg(), protocols.SecAggPlus(k=2)])
+@pytest.mark.parametrize(
+    "proto", [protocols.SecAgg(semi_honest=True), protocols.SecAggPlus(semi_honest=True, k=2)]
+)
 def test_secagg_rejects_unknown_dropout_stage(proto):
     x = {c: np.ones(2) * 0.1 for c in range(4)}
     with pytest.raises(ValueError, match="dropout stage"):
@@ -393,7 +395,7 @@ def _tails(n, k, t, targets):
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(3, 3000), targets=TARGETS)
 def test_auto_threshold_meets_both_targets_with_a_majority_at_a_minimal_degree(n, targets):
-    proto = protocols.SecAggPlus(threshold=None, **targets)
+    proto = protocols.SecAggPlus(semi_honest=True, threshold=None, **targets)
     k = proto.degree(n)
     t = proto.group_threshold(k + 1, n)
     assert t > (k + 1) / 2 and t <= k + 1  # a strict majority of the sharing group
@@ -417,16 +419,21 @@ def test_auto_threshold_meets_both_targets_with_a_majority_at_a_minimal_degree(n
 
 
 def test_auto_threshold_needs_fewer_neighbours_than_half_at_ml100k_scale():
-    auto, half = protocols.SecAggPlus(), protocols.SecAggPlus(threshold=0.5)
+    auto, half = (
+        protocols.SecAggPlus(semi_honest=True),
+        protocols.SecAggPlus(semi_honest=True, threshold=0.5),
+    )
     assert (auto.degree(943), auto.group_threshold(auto.degree(943) + 1, 943)) == (28, 17)
     assert half.degree(943) == 36
     # The configuration digest tells an automatic threshold from every explicit one.
     assert auto.config_digest(10) != half.config_digest(10)
-    assert auto.config_digest(10) != protocols.SecAggPlus(threshold=1.0).config_digest(10)
+    assert auto.config_digest(10) != protocols.SecAggPlus(
+        semi_honest=True, threshold=1.0
+    ).config_digest(10)
 
 
 def test_auto_threshold_rejects_a_group_larger_than_the_round():
     with pytest.raises(ValueError, match="sharing group"):
-        protocols.SecAggPlus().group_threshold(6, 5)
+        protocols.SecAggPlus(semi_honest=True).group_threshold(6, 5)
     with pytest.raises(ValueError, match="sharing group"):
-        protocols.SecAgg().group_threshold(6, 5)
+        protocols.SecAgg(semi_honest=True).group_threshold(6, 5)

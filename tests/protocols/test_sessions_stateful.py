@@ -38,16 +38,20 @@ from secagg.randomness import DeterministicRandom
 
 DIM, BITS = 3, 16
 CONFIGS = [
-    ("secagg n=5 t=3", 5, lambda clip: protocols.SecAgg(threshold=3, bits=BITS, clip=clip)),
+    (
+        "secagg n=5 t=3",
+        5,
+        lambda clip: protocols.SecAgg(semi_honest=True, threshold=3, bits=BITS, clip=clip),
+    ),
     (
         "secagg+ n=7 k=4 t=3",
         7,
-        lambda clip: protocols.SecAggPlus(threshold=3, k=4, bits=BITS, clip=clip),
+        lambda clip: protocols.SecAggPlus(semi_honest=True, threshold=3, k=4, bits=BITS, clip=clip),
     ),
     (
         "secagg+ n=6 k=3 t=3",
         6,
-        lambda clip: protocols.SecAggPlus(threshold=3, k=3, bits=BITS, clip=clip),
+        lambda clip: protocols.SecAggPlus(semi_honest=True, threshold=3, k=3, bits=BITS, clip=clip),
     ),
 ]
 COLLECTING = ("advertise_keys", "share_keys", "masked_input", "unmasking")

@@ -24,7 +24,7 @@ N, T, BITS, J, DIM = 5, 3, 16, 4, 6
 
 def setup(proto_cls=protocols.SecAgg, n=N, threshold=T, seed=0, **kw):
     clip, q, x = on_grid_inputs(n, DIM, BITS, J, np.random.default_rng(seed))
-    proto = proto_cls(threshold=threshold, bits=BITS, clip=clip, **kw)
+    proto = proto_cls(semi_honest=True, threshold=threshold, bits=BITS, clip=clip, **kw)
     return proto, q, x
 
 
@@ -248,7 +248,9 @@ def test_client_reveals_one_share_per_peer():
 
 def test_config_digest_mismatch_aborts_the_client():
     proto, q, x = setup()
-    other = protocols.SecAgg(threshold=proto.threshold, bits=proto.bits, clip=proto.clip * 2)
+    other = protocols.SecAgg(
+        semi_honest=True, threshold=proto.threshold, bits=proto.bits, clip=proto.clip * 2
+    )
     net = Net(proto, x, client_protos={1: other}).run()
     assert net.clients[1].aborted
     assert "digest" in str(net.client_errors[1])
@@ -306,7 +308,12 @@ def test_client_not_invited_aborts():
 
 
 @pytest.mark.parametrize(
-    "proto", [protocols.SecAgg(), protocols.SecAggPlus(k=2), protocols.Plaintext()]
+    "proto",
+    [
+        protocols.SecAgg(semi_honest=True),
+        protocols.SecAggPlus(semi_honest=True, k=2),
+        protocols.Plaintext(),
+    ],
 )
 def test_provide_input_twice_is_a_local_error(proto):
     client = proto.client(0, 3)
@@ -316,7 +323,7 @@ def test_provide_input_twice_is_a_local_error(proto):
         client.provide_input(np.zeros(3))
 
 
-@pytest.mark.parametrize("proto", [protocols.SecAgg(), protocols.Plaintext()])
+@pytest.mark.parametrize("proto", [protocols.SecAgg(semi_honest=True), protocols.Plaintext()])
 @pytest.mark.parametrize(
     "bad",
     [
@@ -338,7 +345,7 @@ def test_bad_input_is_a_value_error(proto, bad):
 
 
 def test_start_twice_and_receive_before_start_are_local_errors():
-    proto = protocols.SecAgg()
+    proto = protocols.SecAgg(semi_honest=True)
     client = proto.client(0, 3)
     with pytest.raises(LocalProtocolError):
         client.receive(Abort(SERVER, 0, 0, "x").to_bytes())
@@ -401,12 +408,12 @@ def test_config_validation_names_the_argument(cls, kwargs, name):
 def test_secagg_plus_k_must_be_an_int_of_at_least_2(k):
     # (Odd k >= 3 became valid with odd-degree Harary graphs, commit 2ccbb94.)
     with pytest.raises(ValueError, match="k"):
-        protocols.SecAggPlus(k=k)
+        protocols.SecAggPlus(semi_honest=True, k=k)
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
 def test_secagg_plus_accepts_k_of_at_least_2(k):
-    proto = protocols.SecAggPlus(k=k)
+    proto = protocols.SecAggPlus(semi_honest=True, k=k)
     for n in range(2, 12):
         degree = proto.degree(n)
         assert degree <= n - 1
@@ -415,7 +422,7 @@ def test_secagg_plus_accepts_k_of_at_least_2(k):
 
 @pytest.mark.parametrize("dim", [0, -1, True, 2.5])
 def test_sessions_reject_bad_dims(dim):
-    proto = protocols.SecAgg()
+    proto = protocols.SecAgg(semi_honest=True)
     with pytest.raises(ValueError, match="dim"):
         proto.client(0, dim)
     with pytest.raises(ValueError, match="dim"):

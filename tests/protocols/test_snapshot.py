@@ -42,14 +42,16 @@ def make_proto(family: str, n: int, dim: int) -> protocols.AggregationProtocol:
     if family == "plaintext":
         return protocols.Plaintext()
     if family == "secagg":
-        return protocols.SecAgg(threshold=0.5, bits=BITS, clip=secagg_clip)
+        return protocols.SecAgg(semi_honest=True, threshold=0.5, bits=BITS, clip=secagg_clip)
     if family == "secagg+":
-        return protocols.SecAggPlus(threshold=0.5, bits=BITS, clip=secagg_clip, k=2)
+        return protocols.SecAggPlus(
+            semi_honest=True, threshold=0.5, bits=BITS, clip=secagg_clip, k=2
+        )
     if family == "paillier":
         return protocols.Paillier(key_bits=1024, bits=BITS, clip=grid(1, BITS, J)[0])
     if family == "ckks":
         return protocols.CKKS(clip=4.0)
-    inner = protocols.SecAgg(threshold=0.5, bits=BITS, clip=secagg_clip)
+    inner = protocols.SecAgg(semi_honest=True, threshold=0.5, bits=BITS, clip=secagg_clip)
     if family == "dp-central":
         # A DP clip above every input's norm: clip_l2 leaves on-grid inputs unchanged.
         return protocols.DifferentiallyPrivate(
@@ -200,7 +202,7 @@ def collect_snapshots(proto, n: int = 4, dim: int = 3) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def secagg_snapshots() -> tuple[protocols.SecAgg, list[bytes]]:
-    proto = protocols.SecAgg(threshold=0.5, bits=BITS, clip=grid(4, BITS, J)[0])
+    proto = protocols.SecAgg(semi_honest=True, threshold=0.5, bits=BITS, clip=grid(4, BITS, J)[0])
     return proto, collect_snapshots(proto)
 
 
@@ -243,7 +245,7 @@ def test_corrupted_snapshots_are_rejected(secagg_snapshots, data):
 @settings(max_examples=300, deadline=None)
 @given(blob=st.binary(max_size=200), prefix=st.booleans())
 def test_random_bytes_are_rejected(blob, prefix):
-    proto = protocols.SecAgg()
+    proto = protocols.SecAgg(semi_honest=True)
     data = (b"SFSN\x01\x00" if prefix else b"") + blob
     with pytest.raises(SnapshotError):
         proto.restore_client(data)
@@ -455,12 +457,14 @@ def test_encryption_hides_the_private_keys(secagg_snapshots):
 @pytest.mark.parametrize(
     "other",
     [
-        protocols.SecAgg(threshold=0.5, bits=BITS + 1, clip=grid(4, BITS, J)[0]),
-        protocols.SecAgg(threshold=0.6, bits=BITS, clip=grid(4, BITS, J)[0]),
-        protocols.SecAggPlus(threshold=0.5, bits=BITS, clip=grid(4, BITS, J)[0]),
+        protocols.SecAgg(semi_honest=True, threshold=0.5, bits=BITS + 1, clip=grid(4, BITS, J)[0]),
+        protocols.SecAgg(semi_honest=True, threshold=0.6, bits=BITS, clip=grid(4, BITS, J)[0]),
+        protocols.SecAggPlus(semi_honest=True, threshold=0.5, bits=BITS, clip=grid(4, BITS, J)[0]),
         protocols.Plaintext(),
         protocols.Paillier(key_bits=1024),
-        protocols.DifferentiallyPrivate(protocols.SecAgg(threshold=0.5, bits=BITS)),
+        protocols.DifferentiallyPrivate(
+            protocols.SecAgg(semi_honest=True, threshold=0.5, bits=BITS)
+        ),
     ],
     ids=["bits", "threshold", "secagg+", "plaintext", "paillier", "dp"],
 )
@@ -546,7 +550,11 @@ def test_version_1_snapshots_made_before_the_codec_split_still_restore(family):
     # X25519 key pairs and the encoder (secagg+), Paillier public and private keys.
     golden = json.loads(GOLDEN.read_text())[family]
     data = bytes.fromhex(golden["snapshot"])
-    proto = protocols.SecAggPlus(k=2) if family == "secagg+" else protocols.Paillier(key_bits=1024)
+    proto = (
+        protocols.SecAggPlus(semi_honest=True, k=2)
+        if family == "secagg+"
+        else protocols.Paillier(key_bits=1024)
+    )
     restored = proto.restore_client(data)
     assert restored.stage == golden["stage"]
     assert restored.snapshot() == data  # and the same bytes come out again

@@ -85,6 +85,13 @@ def key_triples():
 def strategy_for(kind: wire.FieldKind) -> st.SearchStrategy:
     if isinstance(kind, wire.Fixed):
         return st.binary(min_size=kind.size, max_size=kind.size)
+    if isinstance(kind, wire.IdRecords):  # signatures, commitments, signed adverts
+        fields = [st.binary(min_size=size, max_size=size) for size in kind.sizes]
+        return st.lists(st.tuples(*fields), max_size=5).flatmap(
+            lambda rows: st.lists(
+                st.integers(0, wire.MAX_ID), min_size=len(rows), max_size=len(rows), unique=True
+            ).map(lambda ids: tuple((i, *row) for i, row in zip(sorted(ids), rows)))
+        )
     table = {
         id(wire.U8): st.integers(0, 255),
         id(wire.U32): u32,
