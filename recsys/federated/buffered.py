@@ -38,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from protocols.buffered import AsyncDriver, BufferedServer, BufferRelease, ContributionAccountant, Ticket
+from protocols.buffered import (
+    AsyncDriver,
+    BufferedServer,
+    BufferRelease,
+    ContributionAccountant,
+    Ticket,
+)
 from protocols.clock import LognormalDelays
 from secagg import privacy
 
@@ -121,7 +127,7 @@ class BufferedTrainer(FederatedTrainer):
         seed = self.config.protocol_seed
         self.driver = AsyncDriver(
             self.buffered,
-            self._clients().client_ids,
+            [int(c) for c in self._clients().client_ids],
             delays,
             concurrency=concurrency,
             protocol=self._protocol,
@@ -161,7 +167,8 @@ class BufferedTrainer(FederatedTrainer):
         todo = list(tickets)
         while todo:
             seen: set[int] = set()
-            batch, rest = [], []
+            batch: list[Ticket] = []
+            rest: list[Ticket] = []
             for t in todo:
                 (rest if t.client in seen else batch).append(t)
                 seen.add(t.client)
