@@ -17,6 +17,13 @@ Examples::
     python -m recsys train --data ~/.cache/movielens/ml-100k/u.data \\
         --protocol plaintext --rounds 40 --out runs/plain
     python -m recsys compare runs/plain runs/secaggplus-eps8 --out runs/compare.png
+    python -m recsys train --data synthetic --protocol secagg+ --async --rounds 40 \
+        --buffer-size 20 --concurrency 100 --out runs/fedbuff
+
+With ``--async`` the run is buffered asynchronous training (FedBuff,
+:mod:`recsys.federated.buffered`) in simulated time: ``--rounds`` counts
+buffers, one ledger row each; ``--clock`` gives a synchronous run the same
+simulated time (:mod:`recsys.federated.timed`).
 """
 
 from __future__ import annotations
@@ -111,8 +118,9 @@ def _default_accountant(args: argparse.Namespace) -> str:
     return (dp_mode(args.dp_mode).accountant if args.dp_mode else None) or "pld"
 
 
-def _make_policy(args: argparse.Namespace) -> Plan | Policy:
-    from .policy import BudgetPolicy, CostAwarePolicy, Plan
+def _base_plan(args: argparse.Namespace) -> Plan:
+    """The plan the flags describe (with DP, σ is a placeholder the policy calibrates)."""
+    from .policy import Plan
 
     dp = _dp(args)
     common: dict[str, Any] = {
@@ -137,7 +145,14 @@ def _make_policy(args: argparse.Namespace) -> Plan | Policy:
         common["local_epochs"] = args.local_epochs
     elif dp:
         common["local_epochs"] = DP_DEFAULTS["local_epochs"]
-    base: Any = Plan(protocol=args.protocol, **common)
+    return Plan(protocol=args.protocol, **common)
+
+
+def _make_policy(args: argparse.Namespace) -> Plan | Policy:
+    from .policy import BudgetPolicy, CostAwarePolicy
+
+    dp = _dp(args)
+    base: Any = _base_plan(args)
     if args.policy == "cost":
         # Prefer the requested protocol; fall back to SecAgg+ at fewer bits.
         candidates = [base]
@@ -182,16 +197,22 @@ def _train(args: argparse.Namespace) -> int:
         overrides["protocol_seed"] = args.seed
     config = FederatedConfig(**overrides)
     policy = _make_policy(args)
-    trainer = FederatedTrainer(
-        train,
-        test,
-        policy,
-        config,
-        rounds=args.rounds,
-        delta=args.delta,
-        accountant=args.accountant or _default_accountant(args),
-        ledger_path=str(out / "ledger.jsonl"),
-    )
+    common: dict[str, Any] = {
+        "delta": args.delta,
+        "accountant": args.accountant or _default_accountant(args),
+        "ledger_path": str(out / "ledger.jsonl"),
+    }
+    trainer: FederatedTrainer
+    if args.asynchronous:
+        trainer = _buffered_trainer(args, train, test, config, common)
+    elif args.clock:
+        from .federated.timed import TimedTrainer
+
+        trainer = TimedTrainer(
+            train, test, policy, config, rounds=args.rounds, delays=_delays(args), **common
+        )
+    else:
+        trainer = FederatedTrainer(train, test, policy, config, rounds=args.rounds, **common)
     settings = {
         "argv": sys.argv[1:],
         "args": {k: v for k, v in vars(args).items() if k != "func"},
@@ -228,6 +249,11 @@ def _train(args: argparse.Namespace) -> int:
     if len(ledger) < args.rounds:
         print(f"the policy stopped after {len(ledger)} rounds (privacy budget spent)")
     plot_run(ledger, out / "ledger.png", title=f"federated MF — {args.protocol} — {args.data}")
+    if args.asynchronous or args.clock:
+        from .plots import plot_simulated_time
+
+        plot_simulated_time({args.protocol: ledger}, out / "time.png")
+        print(f"time:   {out / 'time.png'}")
     final = ledger.last
     if final is not None:
         eps = "inf" if math.isinf(final.epsilon) else f"{final.epsilon:.3f}"
@@ -239,6 +265,48 @@ def _train(args: argparse.Namespace) -> int:
         )
     print(f"ledger: {out / 'ledger.jsonl'}\nplot:   {out / 'ledger.png'}")
     return 0
+
+
+def _delays(args: argparse.Namespace) -> Any:
+    from protocols.clock import LognormalDelays
+
+    return LognormalDelays(
+        compute_median=args.compute_median,
+        network_median=args.network_median,
+        client_sigma=args.client_sigma,
+        drop_probability=args.drop_probability,
+        seed=args.seed,
+    )
+
+
+def _buffered_trainer(
+    args: argparse.Namespace, train: Ratings, test: Ratings, config: Any, common: dict[str, Any]
+) -> Any:
+    """The ``--async`` trainer: one fixed plan (q = 1); with DP, ε spent over the cap."""
+    from .federated.buffered import BufferedTrainer
+
+    if args.policy == "cost":
+        raise SystemExit("--async runs one fixed plan; --policy cost is for synchronous rounds")
+    if args.q != 1.0:
+        raise SystemExit("--async samples no cohort: leave --q at 1")
+    plan = _base_plan(args)
+    if _dp(args):
+        # The BudgetPolicy's placeholder σ becomes a target ε over the per-client cap.
+        plan = plan.replace(noise_multiplier=None, target_epsilon=args.epsilon)
+    return BufferedTrainer(
+        train,
+        test,
+        plan,
+        config,
+        delays=_delays(args),
+        buffer_size=args.buffer_size,
+        concurrency=args.concurrency,
+        slack=args.slack,
+        max_staleness=args.max_staleness,
+        max_contributions=args.max_contributions,
+        buffers=args.rounds,
+        **common,
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -374,6 +442,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed the protocols' keys, masks and noise (simulation only: predictable secrets)",
     )
     s.add_argument("--no-progress", action="store_true")
+    a = tr.add_argument_group(
+        "asynchronous training (FedBuff) and simulated time",
+        "lognormal per-client delays (protocols.clock), seeded by --seed",
+    )
+    a.add_argument("--async", dest="asynchronous", action="store_true",
+                   help="buffered asynchronous training; --rounds counts buffers")
+    a.add_argument("--clock", action="store_true",
+                   help="synchronous rounds in simulated time (the same delays as --async)")
+    a.add_argument("--buffer-size", type=int, default=20, help="K: updates per buffer/session")
+    a.add_argument("--concurrency", type=int, default=100, help="C: clients training at once")
+    a.add_argument("--slack", type=int, default=5, help="a buffer's session takes K + slack members")
+    a.add_argument("--max-staleness", type=int, default=20,
+                   help="clients refuse a buffer this many versions past their base")
+    a.add_argument("--max-contributions", type=int, default=None,
+                   help="per-client cap on tasks (required with --epsilon: eps is spent over it)")
+    a.add_argument("--compute-median", type=float, default=10.0, help="seconds of local training")
+    a.add_argument("--network-median", type=float, default=1.0, help="seconds per transfer")
+    a.add_argument("--client-sigma", type=float, default=1.0,
+                   help="log-std of the per-client speed factor")
+    a.add_argument("--drop-probability", type=float, default=0.0,
+                   help="chance a client drops while training (--async)")
     tr.set_defaults(func=_train)
 
     cmp_ = sub.add_parser("compare", help="plot several runs against each other")

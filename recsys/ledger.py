@@ -86,6 +86,12 @@ class LedgerRow:
     (:mod:`recsys.federated.evaluation`; NaN in rounds without one): ``rmse``,
     ``mae`` on the held-out ratings, ``hr10``, ``ndcg10`` under leave-one-out;
     ``eval_bytes`` the protocol bytes (up and down) of that evaluation round.
+    Simulated time (:mod:`protocols.clock`; NaN without a delay model):
+    ``sim_seconds`` when the round's update was applied. Buffered
+    asynchronous runs (:mod:`recsys.federated.buffered`, one row per buffer):
+    ``model_version`` the version the buffer produced, ``staleness_mean`` and
+    ``staleness_max`` over its updates, ``discarded`` updates refused as too
+    stale, ``lost`` updates dropped inside the buffer's session.
     """
 
     round: int
@@ -115,6 +121,12 @@ class LedgerRow:
     hr10: float = math.nan
     ndcg10: float = math.nan
     eval_bytes: int = 0
+    sim_seconds: float = math.nan
+    model_version: int | None = None
+    staleness_mean: float | None = None
+    staleness_max: int | None = None
+    discarded: int = 0
+    lost: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite floats become ``None``)."""
@@ -131,7 +143,7 @@ class LedgerRow:
         values = {k: v for k, v in data.items() if k in known}
         if values.get("epsilon", 0.0) is None:
             values["epsilon"] = math.inf
-        for key in ("rmse", "mae", "hr10", "ndcg10"):
+        for key in ("rmse", "mae", "hr10", "ndcg10", "sim_seconds"):
             if values.get(key, 0.0) is None:
                 values[key] = math.nan
         return cls(**values)

@@ -4,6 +4,9 @@
   NDCG@10 (leave-one-out), cumulative ε, and cost (bytes up and down, client and server CPU seconds).
 * :func:`plot_comparison` — several runs against each other: RMSE against
   cumulative ε, against cumulative bytes and against cumulative CPU seconds.
+* :func:`plot_simulated_time` — several runs against simulated time
+  (``sim_seconds``, :mod:`protocols.clock`): RMSE, and for buffered runs the
+  staleness of each buffer (synchronous against asynchronous training).
 
 The figures are drawn on an Agg canvas directly (``matplotlib.figure.Figure``,
 no ``pyplot``), so importing or calling this module never changes the
@@ -27,7 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .ledger import Ledger, LedgerRow
 
-__all__ = ["plot_comparison", "plot_run"]
+__all__ = ["plot_comparison", "plot_run", "plot_simulated_time"]
 
 Rows = Sequence[LedgerRow] | Ledger
 
@@ -168,5 +171,51 @@ def plot_comparison(
         ax.grid(alpha=0.3)
     ax_eps.legend(fontsize=8)
     fig.suptitle(title or "federated MF runs compared")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_simulated_time(
+    runs: Mapping[str, Rows],
+    path: str | os.PathLike[str],
+    *,
+    target: float | None = None,
+    title: str | None = None,
+) -> None:
+    """Write a PNG of runs against simulated seconds: test RMSE, and buffered runs' staleness.
+
+    Rows without ``sim_seconds`` (a run without a virtual clock) are skipped;
+    ``target`` draws a horizontal RMSE line.
+    """
+    if not runs:
+        raise ValueError("no runs to plot")
+    fig = Figure(figsize=(11, 4))
+    ax_acc, ax_tau = fig.subplots(1, 2)
+    for name, rows in runs.items():
+        timed = [r for r in _rows(rows) if math.isfinite(r.sim_seconds)]
+        scored = [r for r in timed if math.isfinite(r.rmse)]
+        (line,) = ax_acc.plot(
+            [r.sim_seconds for r in scored], [r.rmse for r in scored], "o-", ms=2, label=name
+        )
+        stale = [r for r in timed if r.staleness_mean is not None]
+        if stale:
+            ax_tau.plot(
+                [r.sim_seconds for r in stale],
+                [r.staleness_mean for r in stale],
+                ".",
+                ms=3,
+                color=line.get_color(),
+                label=f"{name} (mean per buffer)",
+            )
+    if target is not None:
+        ax_acc.axhline(target, color="grey", ls=":", label=f"RMSE {target:g}")
+    ax_acc.set(xlabel="simulated seconds", ylabel="test RMSE", title="accuracy vs simulated time")
+    ax_tau.set(xlabel="simulated seconds", ylabel="staleness τ", title="staleness of applied updates")
+    ax_acc.set_xscale("symlog")
+    for ax in (ax_acc, ax_tau):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(title or "synchronous vs buffered asynchronous training")
     fig.tight_layout()
     _save(fig, path)

@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = {
+    "async.py": ["--quick"],
     "imports.py": ["--quick"],
     "primitives.py": ["--quick"],
     "privacy.py": ["--quick"],

@@ -363,9 +363,19 @@ class FederatedTrainer:
             hr10=ev.hr,
             ndcg10=ev.ndcg,
             eval_bytes=eval_bytes,
+            sim_seconds=self.simulated_seconds(t, plan, self.last.get("cohort")),
         )
         self.ledger.append(out)
         return out
+
+    def expected_clients(self, plan: Plan) -> float:
+        """The public cohort size a DP FedAvg update divides by: ``q · n_clients``."""
+        return plan.q * self.population.n_clients
+
+    def simulated_seconds(self, t: int, plan: Plan, cohort: np.ndarray | None) -> float:
+        """Simulated time at the end of round ``t`` (NaN: this trainer keeps no virtual clock;
+        :class:`~recsys.federated.timed.TimedTrainer` does)."""
+        return float("nan")
 
     def _apply(self, t: int, plan: Plan, sigma: float | None, outcome: RoundOutcome) -> float:
         """Apply a completed round's aggregate to the item tables; return the server CPU seconds."""
@@ -375,7 +385,7 @@ class FederatedTrainer:
             outcome.total,
             self.layout,
             survivors=len(outcome.survivors),
-            expected_clients=plan.q * self.population.n_clients,
+            expected_clients=self.expected_clients(plan),
             plan=plan,
             noise_multiplier=sigma,
         )

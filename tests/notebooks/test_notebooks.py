@@ -64,6 +64,14 @@ EXPECTED_OUTPUT: dict[str, list[str]] = {
         "calibrated epsilon <= target: True",
         "events accounted: True",
     ],
+    "06_async_training.ipynb": [
+        "async reaches the level sooner: True",
+        "weights are 1/sqrt(1+tau): True",
+        "refused: reported version 3 is older",
+        "refused: staleness 36 exceeds",
+        "(cap 4)",
+        "budget respected: True",
+    ],
     "05_custom_transport.ipynb": [
         "exact: True",
         "LocalProtocolError",
