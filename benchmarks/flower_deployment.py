@@ -41,26 +41,16 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "flower_app")]
 
 from secagg_fl_app import loopback  # noqa: E402
 from secagg_fl_app.prepare import prepare  # noqa: E402
-from secagg_fl_app.task import vector_of  # noqa: E402
+from secagg_fl_app.task import vector_of, vector_protocol  # noqa: E402
 
 import protocols  # noqa: E402
-from protocols import registry  # noqa: E402
 
 EMPTY_APP = ROOT / "benchmarks" / "flower_empty_app"
 TIMEOUT = 900.0
 
 
-def vector_options(name: str, bits: int, key_bits: int) -> dict:
-    """The options the app's task "vector" uses (server_app.run_vector)."""
-    high = registry.config_class(name).QUANTIZATION_BITS
-    options: dict = {"clip": 1.0, "key_bits": key_bits}
-    if high is not None:
-        options["bits"] = min(bits, high[1])
-    return options
-
-
 def in_process(name: str, n: int, dim: int, rounds: int, bits: int, key_bits: int) -> dict:
-    proto = registry.create(name, registry.ProtocolOptions(**vector_options(name, bits, key_bits)))
+    proto = vector_protocol(name, bits, key_bits)
     walls, trips = [], 0
     for r in range(1, rounds + 1):
         inputs = {c: vector_of(c, r, dim) for c in range(n)}

@@ -70,8 +70,8 @@ except ImportError as exc:  # pragma: no cover - environment
 def make_protocols(names: list[str]) -> dict[str, protocols.AggregationProtocol]:
     table = {
         "plaintext": protocols.Plaintext(),
-        "secagg+": protocols.SecAggPlus(threshold=0.5, bits=32, clip=1.0),
-        "secagg": protocols.SecAgg(threshold=0.5, bits=32, clip=1.0),
+        "secagg+": protocols.SecAggPlus(threshold=0.5, bits=32, clip=1.0, semi_honest=True),
+        "secagg": protocols.SecAgg(threshold=0.5, bits=32, clip=1.0, semi_honest=True),
         "paillier": protocols.Paillier(key_bits=2048, bits=32, clip=1.0),
         "ckks": protocols.CKKS(clip=1.0),
     }

@@ -255,6 +255,9 @@ def make_policy(args: argparse.Namespace):
         "local_epochs": args.local_epochs,
         "bits": args.bits,
         "key_bits": args.key_bits,
+        # Flower nodes hold no enrolled identity key (the SuperLink assigns node ids at
+        # connection), so SecAgg/SecAgg+ run their semi-honest variant: see the README.
+        "semi_honest": True,
     }
     if args.epsilon is None or math.isinf(args.epsilon):
         return Plan(protocol=args.protocol, **common)

@@ -488,6 +488,22 @@ class AggregationProtocol(ABC):
         """The accountant this protocol's DP events need (None: any, or no events)."""
         return None
 
+    @property
+    def round_trips(self) -> int:
+        """Server-client round trips of one session: its stages run one after the
+        other, each waiting for its slowest client (what simulated clocks charge).
+        One per dropout stage unless the protocol says otherwise."""
+        return len(self.DROPOUT_STAGES)
+
+    @property
+    def minimum_cohort(self) -> int:
+        """The fewest clients a session of this configuration may invite (1: any).
+
+        Protocols with a ``min_clients`` setting (SecAgg, HE) return it: their
+        sessions refuse smaller rounds, so drivers need not start one.
+        """
+        return 1
+
     @abstractmethod
     def server(
         self,

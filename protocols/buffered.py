@@ -485,7 +485,7 @@ class AsyncDriver:
         proto = self._protocol(max(len(kept), 1))
         # Too few left for the protocol's own minimum cohort (SecAgg refuses fewer than
         # min_clients): no session, the updates are lost.
-        minimum = getattr(getattr(proto, "inner", proto), "min_clients", 1)
+        minimum = proto.minimum_cohort
         if kept and len(kept) < minimum:
             error = f"{len(kept)} updates, the protocol needs at least {minimum}"
         elif kept:
@@ -493,7 +493,7 @@ class AsyncDriver:
             order = self._rng.permutation(len(kept))[:n_drop]
             dropout = {kept[int(i)][0].client: proto.INPUT_STAGE for i in order}
             seed = None if self.protocol_seed is None else self.protocol_seed * 1_000_003 + version
-            duration = self.delays.session_seconds(inputs, buf.index, len(proto.DROPOUT_STAGES))
+            duration = self.delays.session_seconds(inputs, buf.index, proto.round_trips)
             try:
                 result = simulate(proto, inputs, dropout=dropout, seed=seed, round=version)
             except ProtocolAborted as exc:

@@ -213,6 +213,16 @@ class DifferentiallyPrivate(AggregationProtocol):
         return self.inner.INPUT_STAGE
 
     @property
+    def round_trips(self) -> int:
+        """The inner protocol's (the noise travels in its messages)."""
+        return self.inner.round_trips
+
+    @property
+    def minimum_cohort(self) -> int:
+        """The inner protocol's (the noise adds no minimum of its own)."""
+        return self.inner.minimum_cohort
+
+    @property
     def required_accountant(self) -> str | None:
         """``"rdp"`` for DDG/Skellam (see :attr:`protocols.dp_modes.DPMode.accountant`)."""
         return dp_mode(self.mode).accountant

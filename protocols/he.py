@@ -138,6 +138,11 @@ class HEProtocol(AggregationProtocol):
     decryptor: int | None
     min_clients: int
 
+    @property
+    def minimum_cohort(self) -> int:
+        """``min_clients``: the decryptor refuses smaller aggregates."""
+        return self.min_clients
+
     def decryptor_of(self, client_ids: tuple[int, ...]) -> int:
         """The key-holding client of a round."""
         if self.decryptor is None:

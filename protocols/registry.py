@@ -55,6 +55,9 @@ class ProtocolOptions:
         threshold: Shamir threshold (fraction or count) of threshold protocols.
         key_bits: modulus size of key-based homomorphic protocols.
         workers: processes a protocol may start for its own heavy work.
+        semi_honest: True selects the semi-honest variant of a protocol that
+            has one (SecAgg, SecAgg+), for deployments whose clients hold no
+            enrolled identity key; None leaves the protocol's default.
     """
 
     clip: float | None = None
@@ -62,6 +65,7 @@ class ProtocolOptions:
     threshold: float | int | None = None
     key_bits: int | None = None
     workers: int | None = None
+    semi_honest: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,14 @@ class Plan:
         dropout: fraction of sampled clients that drop out of the protocol at
             its input stage (a simulation knob, in [0, 1)).
         threshold: Shamir threshold of SecAgg/SecAgg+ (fraction of a sharing group);
-            ``None`` lets SecAgg+ choose it with its degree (the largest
-            threshold meeting its correctness target, see
-            :class:`protocols.SecAggPlus`) and gives SecAgg 0.5.
+            ``None`` leaves the protocol's own (see :class:`protocols.SecAgg`
+            and :class:`protocols.SecAggPlus`).
         key_bits: Paillier modulus size.
+        semi_honest: run SecAgg/SecAgg+ in their semi-honest variant. The
+            in-process trainer enrols its simulated clients and runs the
+            actively secure variant (the default, False); a deployment whose
+            clients hold no enrolled identity key (today's Flower app, see the
+            README) must say True, explicitly.
     """
 
     protocol: str = "secagg+"
@@ -128,6 +132,7 @@ class Plan:
     dropout: float = 0.0
     threshold: float | None = None
     key_bits: int = 2048
+    semi_honest: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol != LOCAL and self.protocol not in registry.names():
@@ -158,6 +163,8 @@ class Plan:
         ):
             raise ValueError(f"threshold must lie in (0, 1] or be None, got {self.threshold!r}")
         _int_in(self.key_bits, "key_bits", 1024, 8192)
+        if not isinstance(self.semi_honest, bool):
+            raise ValueError(f"semi_honest must be a bool, got {self.semi_honest!r}")
         has_noise = (self.noise_multiplier is not None) + (self.target_epsilon is not None)
         if self.clip is None and has_noise:
             raise ValueError("noise_multiplier/target_epsilon need a DP clip (clip=...)")
@@ -228,6 +235,7 @@ class Plan:
             threshold=self.threshold,
             key_bits=self.key_bits,
             workers=workers,
+            semi_honest=self.semi_honest or None,
         )
         return registry.create(self.protocol, options)
 

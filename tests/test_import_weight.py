@@ -82,7 +82,7 @@ def test_protocols_names_and_configs_need_no_heavy_library():
 
 @pytest.mark.parametrize(
     "proto",
-    ["protocols.SecAggPlus()", "protocols.SecAgg(threshold=0.5)", "protocols.Plaintext()"],
+    ["protocols.SecAggPlus()", "protocols.SecAgg()", "protocols.SecAgg(threshold=0.5, semi_honest=True)", "protocols.Plaintext()"],
 )
 def test_light_protocol_rounds_load_no_heavy_library(proto):
     assert loaded_after(f"import protocols\nPROTO = {proto}\n{ROUND}") == []
@@ -91,7 +91,7 @@ def test_light_protocol_rounds_load_no_heavy_library(proto):
 def test_secaggplus_snapshot_and_restore_load_no_heavy_library():
     code = """
     import numpy as np, protocols
-    proto = protocols.SecAggPlus(k=2)
+    proto = protocols.SecAggPlus(k=2, semi_honest=True)
     client = proto.client(0, 4)
     client.start()
     restored = proto.restore_client(client.snapshot())

@@ -190,6 +190,21 @@ class SecAgg(AggregationProtocol):
         if self.threshold is not None:  # None: the variant's default
             check_threshold(self.threshold)
 
+    @property
+    def round_trips(self) -> int:
+        """Four (Bonawitz et al. 2017's rounds 0-3), plus the consistency check when
+        active, plus the graph-seed reveal in active SecAgg+ (DROPOUT_STAGES lists
+        every variant's stages). An unbound config counts as active: the one place
+        it runs is :func:`protocols.simulate`, which enrols its clients."""
+        if self.semi_honest:
+            return 4
+        return 5 + isinstance(self, SecAggPlus)
+
+    @property
+    def minimum_cohort(self) -> int:
+        """``min_clients``: clients and server refuse smaller rounds."""
+        return self.min_clients
+
     # -- the variant -----------------------------------------------------
     @property
     def variant(self) -> str:

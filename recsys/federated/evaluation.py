@@ -123,5 +123,6 @@ def evaluation_protocol(plan: Plan) -> protocols.AggregationProtocol:
         bits=None if high is None else min(EVAL_BITS, high[1]),
         threshold=plan.threshold,
         key_bits=plan.key_bits,
+        semi_honest=plan.semi_honest or None,
     )
     return registry.create(plan.protocol, options)

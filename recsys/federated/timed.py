@@ -46,7 +46,6 @@ class TimedTrainer(FederatedTrainer):
             for c in cohort:
                 slowest = max(slowest, self.delays.task(int(c), self.tasks[int(c)]).total)
                 self.tasks[int(c)] += 1
-            cls = plan.config_class
-            stages = len(cls.DROPOUT_STAGES) if cls is not None else 0
+            stages = plan.protocol_config().round_trips if plan.releases else 0
             self.now += slowest + self.delays.session_seconds(cohort, t, stages)
         return self.now

@@ -50,7 +50,7 @@ def _secagg(n: int):
     # clip = q_max / 2^16 makes the encoder's scale exactly 2^16 for this cohort size.
     q_max = (2**31 - 1) // max(n, 1)
     return registry.create(
-        "secagg", registry.ProtocolOptions(clip=q_max / SCALE, bits=32, threshold=0.5)
+        "secagg", registry.ProtocolOptions(clip=q_max / SCALE, bits=32)
     )
 
 

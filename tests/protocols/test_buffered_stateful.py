@@ -36,7 +36,7 @@ SCALE = 2.0**12
 def _secagg(n: int):
     q_max = (2**31 - 1) // n
     return registry.create(
-        "secagg", registry.ProtocolOptions(clip=q_max / SCALE, bits=32, threshold=0.5)
+        "secagg", registry.ProtocolOptions(clip=q_max / SCALE, bits=32)
     )
 
 

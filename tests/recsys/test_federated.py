@@ -20,6 +20,7 @@ from recsys.metrics import rmse
 from recsys.model import BiasedMF
 from recsys.optim import SGD
 from recsys.policy import Plan
+from secagg.identity import enroll
 
 
 def _small(n_users=40, n_items=30, per_user=12, seed=0) -> tuple[Ratings, Ratings]:
@@ -170,12 +171,20 @@ def test_one_client_round_equals_a_centralized_step(aggregation):
 # -- nothing about the user leaves the client ----------------------------------------------
 
 
+def _identity(identities, c):
+    return {"identity": identities[c]} if identities else {}
+
+
 def _drive(proto, inputs):
     """Run one round of sessions; return every client's sent bytes and the server's result."""
     ids = sorted(inputs)
     dim = len(next(iter(inputs.values())))
+    identities: dict[int, object] = {}
+    if isinstance(proto, protocols.SecAgg):  # the actively secure variant, enrolled here
+        roster, identities = enroll(ids)
+        proto = proto.with_roster(roster)
     server = proto.server(ids, dim, round=1)
-    clients = {c: proto.client(c, dim, round=1) for c in ids}
+    clients = {c: proto.client(c, dim, round=1, **_identity(identities, c)) for c in ids}
     sent: dict[int, list[bytes]] = {c: [] for c in ids}
     to_server: list[bytes] = []
     for c, s in clients.items():
@@ -200,7 +209,7 @@ def _drive(proto, inputs):
 
 @pytest.mark.parametrize(
     "proto",
-    [protocols.Plaintext(), protocols.SecAggPlus(threshold=0.5, bits=32, clip=4.0)],
+    [protocols.Plaintext(), protocols.SecAggPlus(bits=32, clip=4.0)],
     ids=["plaintext", "secagg+"],
 )
 def test_user_factors_never_appear_in_any_message(proto):

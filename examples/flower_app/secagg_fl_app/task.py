@@ -66,6 +66,24 @@ def protocol_of_round(name: str) -> protocols.AggregationProtocol:
     return build(params["config"])
 
 
+def vector_protocol(name: str, bits: int, key_bits: int) -> protocols.AggregationProtocol:
+    """Task "vector"'s configuration of protocol ``name`` (inputs in [-1, 1]).
+
+    SecAgg/SecAgg+ run semi-honest: the nodes hold no enrolled identity key
+    (the SuperLink assigns node ids at connection; see the README).
+    """
+    from protocols import registry
+
+    high = registry.config_class(name).QUANTIZATION_BITS
+    options = registry.ProtocolOptions(
+        clip=1.0,
+        key_bits=key_bits,
+        bits=None if high is None else min(bits, high[1]),
+        semi_honest=True,
+    )
+    return registry.create(name, options)
+
+
 def vector_of(client: int, round_: int, dim: int) -> np.ndarray:
     """Task "vector": client ``client``'s public test input of round ``round_``."""
     return np.random.default_rng([VECTOR_SEED, client, round_]).uniform(-1.0, 1.0, dim)
