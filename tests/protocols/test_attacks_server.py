@@ -18,8 +18,9 @@ from _protocols_kit import Net
 import protocols
 from protocols import LocalProtocolError
 from protocols.secagg import messages as sm
+from protocols.secagg.derivation import survivor_payload
 from secagg import keys
-from secagg.identity import enroll
+from secagg.identity import CONSISTENCY_CONTEXT, Statement, enroll
 
 N, DIM = 6, 3
 
@@ -198,3 +199,88 @@ def test_round_start_with_only_the_target_is_refused():
     net.start()
     net.flush()
     assert len(net.client_errors) == N and not net.all_sent(sm.SignedAdvertiseKeys)
+
+
+# -- replays from another session, and signers the server controls -------------------------
+
+
+def _certified_requests(net: Net) -> dict[int, sm.CertifiedUnmaskRequest]:
+    return {m.recipient: m for m in net.server_sent if isinstance(m, sm.CertifiedUnmaskRequest)}
+
+
+def test_consistency_signatures_replayed_from_another_session_reveal_nothing():
+    # Session A runs honestly; its certificate (every client's valid signature on the
+    # same survivor set, all of them) is replayed into session B of the same round number.
+    proto, ids = active()
+    x = inputs()
+    old = _certified_requests(Net(proto, x, identities=ids, seed="A").run())
+    assert len(old) == N
+
+    def tamper(msg):
+        if isinstance(msg, sm.CertifiedUnmaskRequest):
+            replayed = old[msg.recipient]
+            assert replayed.survivors == msg.survivors  # the same set: only the session differs
+            return dataclasses.replace(msg, signatures=replayed.signatures).to_bytes()
+        return msg.to_bytes()
+
+    net = Net(proto, x, identities=ids, seed="B", tamper=tamper)
+    net.run()
+    assert net.server.aborted and set(net.client_errors) == set(range(N))
+    assert all("consistency signature" in str(e) for e in net.client_errors.values())
+    assert shares_revealed(net) == 0
+
+
+@pytest.mark.parametrize("cls", [protocols.SecAgg, protocols.SecAggPlus])
+def test_a_key_advert_replayed_from_another_session_is_refused(cls):
+    # A peer's genuinely signed advert of session A, offered to the target in session B
+    # (the server then knows the private keys it would be replaying: here, A's).
+    proto, ids = active(cls)
+    x, target, peer = inputs(), 0, 3
+    net_a = Net(proto, x, identities=ids, seed="A")
+    net_a.run()
+    (old_advert,) = net_a.sent(peer, sm.SignedAdvertiseKeys)
+
+    def tamper(msg):
+        if isinstance(msg, sm.SignedKeysAdvertised) and msg.recipient == target:
+            keys_ = tuple(
+                (c, old_advert.channel_public_key, old_advert.mask_public_key, com, old_advert.signature)
+                if c == peer
+                else (c, cp, mp, com, sig)
+                for c, cp, mp, com, sig in msg.keys
+            )
+            return dataclasses.replace(msg, keys=keys_).to_bytes()
+        return msg.to_bytes()
+
+    net = Net(proto, x, identities=ids, seed="B", tamper=tamper)
+    net.run()
+    assert f"client {peer}'s key advertisement" in str(net.client_errors[target])
+    assert not net.sent(target, sm.ShareKeys)
+
+
+def test_a_valid_signature_from_an_uninvited_roster_member_does_not_count():
+    # The server controls roster member N (enrolled, but not invited to this round) and
+    # signs the honest survivor set with its key, in place of one honest certifier.
+    roster, ids = enroll(range(N + 1))
+    proto = protocols.SecAgg(bits=32, clip=1.0, roster=roster)
+    x = inputs()
+
+    def tamper(msg):
+        if isinstance(msg, sm.CertifiedUnmaskRequest):
+            statement = Statement(
+                CONSISTENCY_CONTEXT,
+                msg.session_id,
+                0,
+                proto.config_digest(DIM),
+                survivor_payload(msg.survivors),
+            )
+            sybil = (N, ids[N].sign_statement(statement))
+            signatures = tuple(sorted((*msg.signatures[1:], sybil)))
+            return dataclasses.replace(msg, signatures=signatures).to_bytes()
+        return msg.to_bytes()
+
+    invited = {c: ids[c] for c in range(N)}
+    net = Net(proto, x, identities=invited, tamper=tamper)
+    net.run()
+    assert net.server.aborted and set(net.client_errors) == set(range(N))
+    assert all("outside the committee" in str(e) for e in net.client_errors.values())
+    assert shares_revealed(net) == 0
