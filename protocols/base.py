@@ -33,7 +33,7 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 
@@ -489,6 +489,12 @@ class AggregationProtocol(ABC):
         return None
 
     @property
+    def identity_required(self) -> bool:
+        """True if client sessions need the client's long-term identity key
+        (``client(..., identity=...)``; the actively secure SecAgg/SecAgg+)."""
+        return False
+
+    @property
     def round_trips(self) -> int:
         """Server-client round trips of one session: its stages run one after the
         other, each waiting for its slowest client (what simulated clocks charge).
@@ -535,17 +541,25 @@ class AggregationProtocol(ABC):
         ).digest()
 
     def restore_client(
-        self, snapshot: bytes, *, rng: RandomSource | None = None, key: bytes | None = None
+        self,
+        snapshot: bytes,
+        *,
+        rng: RandomSource | None = None,
+        key: bytes | None = None,
+        identity: Any = None,
     ) -> ClientInterface:
         """A client session from ``session.snapshot()`` bytes (see :mod:`protocols.snapshot`).
 
         The restored session continues the round where the snapshot was taken,
         drawing any further randomness from ``rng`` (default: the OS CSPRNG).
-        Pass the ``key`` the snapshot was encrypted with, if any. Raises
+        Pass the ``key`` the snapshot was encrypted with, if any, and, where
+        :attr:`identity_required`, the client's identity key again (a
+        long-term key is never put into a snapshot). Raises
         :class:`~protocols.errors.SnapshotError` if the bytes are not a valid
         snapshot of a client of this very configuration.
         """
-        return _snapshot.load_client(self, snapshot, rng=rng, key=key)
+        extra = {} if identity is None else {"identity": identity}
+        return _snapshot.load_client(self, snapshot, rng=rng, key=key, **extra)
 
     def check_dropout_stage(self, stage: str) -> str:
         if stage not in self.DROPOUT_STAGES:

@@ -213,6 +213,11 @@ class DifferentiallyPrivate(AggregationProtocol):
         return self.inner.INPUT_STAGE
 
     @property
+    def identity_required(self) -> bool:
+        """The inner protocol's."""
+        return self.inner.identity_required
+
+    @property
     def round_trips(self) -> int:
         """The inner protocol's (the noise travels in its messages)."""
         return self.inner.round_trips

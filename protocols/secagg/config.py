@@ -191,6 +191,11 @@ class SecAgg(AggregationProtocol):
             check_threshold(self.threshold)
 
     @property
+    def identity_required(self) -> bool:
+        """True for the actively secure variant (a roster)."""
+        return self.active
+
+    @property
     def round_trips(self) -> int:
         """Four (Bonawitz et al. 2017's rounds 0-3), plus the consistency check when
         active, plus the graph-seed reveal in active SecAgg+ (DROPOUT_STAGES lists
@@ -356,22 +361,6 @@ class SecAgg(AggregationProtocol):
                     f"the identity's public key is not the roster's key of client {client_id}"
                 )
         return SecAggClient(self, client_id, dim, rng=rng, round=round, identity=identity)
-
-    def restore_client(
-        self,
-        snapshot: bytes,
-        *,
-        rng: RandomSource | None = None,
-        key: bytes | None = None,
-        identity: IdentityKeyPair | None = None,
-    ) -> SecAggClient:
-        """As :meth:`AggregationProtocol.restore_client`; the active variant needs the
-        client's ``identity`` again (a long-term key is never put into a snapshot)."""
-        from .. import snapshot as _snapshot
-
-        extra = {} if identity is None else {"identity": identity}
-        session: SecAggClient = _snapshot.load_client(self, snapshot, rng=rng, key=key, **extra)
-        return session
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from flwr.serverapp import Grid, ServerApp
 import protocols
 from protocols.adapters import flower as fa
 from secagg.framing import split_length_prefixed
+from secagg.identity import enroll
 
 BITS, J, DIM = 24, 4, 6
 
@@ -543,6 +544,45 @@ def test_client_ids_can_be_mapped_explicitly(task_identity):
     assert out.survivors == [10, 20, 30, 40] and out.nodes == mapping
     exact = sum(np.round(x * 2**J).astype(np.int64) for x in inputs.values())
     np.testing.assert_array_equal(out.result.integer_total, exact)
+
+
+def _identity_app(proto, identities):
+    """A ClientApp running ``proto`` whose node ``1000 + i`` holds ``identities.get(i)``."""
+    handler = fa.ClientHandler(
+        proto,
+        fa.InputFromRecord("x"),
+        identity=lambda context: identities.get(int(context.node_config["partition-id"])),
+    )
+    app = ClientApp()
+    app.train(fa.ACTION)(handler)
+    return app
+
+
+@pytest.mark.parametrize(
+    "cls", [protocols.SecAgg, protocols.SecAggPlus], ids=["secagg", "secagg+"]
+)
+def test_active_rounds_sign_with_each_nodes_identity(task_identity, cls):
+    # Client ids are the roster's (here 0..4), mapped to Flower's node ids; node 1002 holds
+    # client 3's key instead of its own, so its session refuses to start (the roster binds
+    # client 2 to another key) and it is charged with the failure; the others sum exactly.
+    roster, identities = enroll(range(5))
+    proto = cls(roster=roster, bits=BITS, clip=grid_clip(5))
+    keys_held = {i: identities[i] for i in range(5)} | {2: identities[3]}
+    grid = LocalGrid(_identity_app(proto, keys_held), 5)
+    nodes = sorted(grid.get_node_ids())
+    mapping = {c: nodes[c] for c in range(5)}
+    inputs = Scenario("active", proto, 5, "int").inputs(7)
+    content = {nodes[c]: RecordDict({"x": ArrayRecord({"x": Array(inputs[c])})}) for c in range(5)}
+    out = fa.run_round(grid, proto, mapping, DIM, round=1, content=content)
+    assert out.survivors == [0, 1, 3, 4]
+    assert list(out.failures) == [nodes[2]] and "roster" in out.failures[nodes[2]]
+    exact = sum(np.round(inputs[c] * 2**J).astype(np.int64) for c in out.survivors)
+    np.testing.assert_array_equal(out.result.integer_total, exact)
+    # A node that holds no identity key at all refuses the round as well.
+    grid = LocalGrid(_identity_app(proto, {c: identities[c] for c in (0, 1, 3, 4)}), 5)
+    assert sorted(grid.get_node_ids()) == nodes  # LocalGrid's node ids are fixed
+    out = fa.run_round(grid, proto, mapping, DIM, round=1, content=content)
+    assert out.survivors == [0, 1, 3, 4] and "identity key" in out.failures[nodes[2]]
 
 
 def test_one_record_dict_goes_to_every_node(task_identity):

@@ -8,6 +8,7 @@ training and the evaluation on the devices give the same ledger.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,7 +26,13 @@ sys.path.insert(0, str(ROOT / "examples" / "flower_app"))
 from secagg_fl_app import server_app  # noqa: E402
 from secagg_fl_app.client_app import app as client_app  # noqa: E402
 from secagg_fl_app.prepare import prepare  # noqa: E402
-from secagg_fl_app.task import protocol_of_round, round_name  # noqa: E402
+from secagg_fl_app.task import (  # noqa: E402
+    ROSTER_FILE,
+    identity_path,
+    load_roster,
+    protocol_of_round,
+    round_name,
+)
 
 from recsys.data import random_split, synthetic  # noqa: E402
 from recsys.federated import FederatedConfig, FederatedTrainer, build_protocol  # noqa: E402
@@ -35,17 +42,18 @@ USERS, ITEMS, PER_USER, SEED = 6, 25, 10, 3
 
 
 class PartitionGrid(LocalGrid):
-    """LocalGrid whose node ``i`` holds partition file ``parts[i]``."""
+    """LocalGrid whose node ``i`` holds partition file ``parts[i]`` and, if ``enrolled``,
+    its identity key and the roster (what prepare wrote)."""
 
-    def __init__(self, parts: list[Path]) -> None:
+    def __init__(self, parts: list[Path], enrolled: bool = True) -> None:
         super().__init__(client_app, len(parts))
         for i, node in enumerate(sorted(self.contexts)):
+            files = {"partition-file": str(parts[i])}
+            if enrolled:
+                files["identity-file"] = str(identity_path(parts[i]))
+                files["roster-file"] = str(parts[i].parent / ROSTER_FILE)
             self.contexts[node] = Context(
-                run_id=1,
-                node_id=node,
-                node_config={"partition-file": str(parts[i])},
-                state=RecordDict(),
-                run_config={},
+                run_id=1, node_id=node, node_config=files, state=RecordDict(), run_config={}
             )
 
 
@@ -67,6 +75,8 @@ def run_config(tmp_path: Path, protocol: str) -> dict:
         "poll-interval": 0.0,
         "seed": SEED,
         "out-dir": str(tmp_path / "out"),
+        "roster-file": str(tmp_path / "data" / ROSTER_FILE),
+        "semi-honest": False,
     }
     return rc
 
@@ -92,6 +102,44 @@ def test_app_matches_the_in_process_trainer(tmp_path, protocol):
             assert getattr(a, field) == pytest.approx(getattr(b, field), abs=tol), field
     logged = (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()
     assert [line.count('"kind": "train"') for line in logged] == [1, 0, 1, 0]
+    if protocol == "secagg+":  # actively secure: keys, reveal, shares, input, consistency, unmask
+        assert [json.loads(line)["round_trips"] for line in logged] == [6] * 4
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_secagg_needs_a_roster_or_an_explicit_semi_honest_run(tmp_path):
+    parts = prepare(tmp_path / "data", users=3, items=10, ratings_per_user=5, seed=0)
+    rc = run_config(tmp_path, "secagg+") | {"num-nodes": 3, "roster-file": ""}
+    with pytest.raises(ValueError, match="roster-file"):
+        server_app.make_trainer(PartitionGrid(parts), rc, server_app.RoundLog(""))
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_enrolled_nodes_refuse_a_semi_honest_round(tmp_path):
+    # A server that downgrades to the semi-honest variant gets no node to take part.
+    parts = prepare(tmp_path / "data", users=3, items=10, ratings_per_user=5, seed=0)
+    rc = run_config(tmp_path, "secagg+") | {"num-nodes": 3, "roster-file": "", "semi-honest": True}
+    trainer = server_app.make_trainer(PartitionGrid(parts), rc, server_app.RoundLog(rc["out-dir"]))
+    row = trainer.step()
+    assert row.survivors == 0 and row.status != "ok"
+    logged = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
+    assert logged[0]["status"] == "aborted"
+    assert "refuses the semi-honest variant" in logged[0]["error"]
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_a_node_without_its_identity_key_drops_out_of_an_active_round(tmp_path):
+    parts = prepare(tmp_path / "data", users=4, items=12, ratings_per_user=6, seed=0)
+    grid = PartitionGrid(parts)
+    lost = sorted(grid.contexts)[1]
+    del grid.contexts[lost].node_config["identity-file"]
+    rc = run_config(tmp_path, "secagg+") | {"num-nodes": 4}
+    trainer = server_app.make_trainer(grid, rc, server_app.RoundLog(rc["out-dir"]))
+    row = trainer.step()
+    assert row.survivors == 3
+    first = json.loads((tmp_path / "out" / "rounds.jsonl").read_text().splitlines()[0])
+    assert list(first["failures"]) == [str(lost)]
+    assert "identity key" in first["failures"][str(lost)]
 
 
 @pytest.mark.usefixtures("task_identity")
@@ -106,10 +154,23 @@ def test_the_server_holds_no_ratings(tmp_path):
         trainer.client_sums()
 
 
-def test_round_names_rebuild_the_configuration():
-    plan = Plan("secagg+", clip=1.0, noise_multiplier=1.0, dp_mode="distributed")
+def test_round_names_rebuild_the_configuration(tmp_path):
+    plan = Plan("secagg+", clip=1.0, noise_multiplier=1.0, dp_mode="distributed", semi_honest=True)
     proto = build_protocol(plan, n_invited=5, noise_multiplier=1.2)
     assert protocol_of_round(round_name("train", proto)) == proto
     with pytest.raises(ValueError, match="round kind"):
         protocol_of_round('{"kind": "other", "config": {}}')
     assert np.isfinite(proto.inner.clip)
+    # An actively secure round names its roster by digest; each node binds its own copy.
+    prepare(tmp_path / "a", users=3, items=10, ratings_per_user=5, seed=0)
+    prepare(tmp_path / "b", users=3, items=10, ratings_per_user=5, seed=0)
+    mine, other = load_roster(tmp_path / "a" / ROSTER_FILE), load_roster(tmp_path / "b" / ROSTER_FILE)
+    active = build_protocol(Plan("secagg+"), n_invited=3, noise_multiplier=None).with_roster(mine)
+    name = round_name("train", active)
+    assert mine.digest.hex() in name and protocol_of_round(name, mine) == active
+    with pytest.raises(ValueError, match="not this node's roster"):
+        protocol_of_round(name, other)
+    with pytest.raises(ValueError, match="has none"):
+        protocol_of_round(name)
+    with pytest.raises(ValueError, match="refuses the semi-honest"):
+        protocol_of_round(round_name("train", proto), mine)

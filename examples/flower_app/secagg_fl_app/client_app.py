@@ -1,7 +1,9 @@
 """The ClientApp: one user per SuperNode, training and evaluating on the node's own ratings.
 
-The node's partition is named by its node config, ``partition-file`` (written
-by :mod:`secagg_fl_app.prepare`). Three actions:
+The node's partition is named by its node config, ``partition-file``, and its
+identity key and the public roster by ``identity-file`` and ``roster-file``
+(all written by :mod:`secagg_fl_app.prepare`; a node without them can take
+only rounds that need no identity). Three actions:
 
 - ``query.partition``: the client id and the sizes of the id spaces;
 - ``train.secagg_fl`` (:class:`protocols.adapters.flower.ClientHandler`):
@@ -20,13 +22,16 @@ import json
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 
+import protocols
 from protocols.adapters import flower as fa
 
 from .task import (
     MODEL_RECORD,
     PARTITION_ACTION,
     TASK_RECORD,
+    load_identity,
     load_partition,
+    load_roster,
     protocol_of_round,
     vector_of,
 )
@@ -39,6 +44,22 @@ def _partition(context: Context) -> tuple:
     if path not in _partitions:
         _partitions[path] = load_partition(path)
     return _partitions[path]
+
+
+def _roster(context: Context):
+    path = str(context.node_config.get("roster-file", ""))
+    return load_roster(path) if path else None
+
+
+def node_protocol(name: str, context: Context) -> protocols.AggregationProtocol:
+    """The round's configuration, bound to this node's own roster (task.protocol_of_round)."""
+    return protocol_of_round(name, _roster(context))
+
+
+def node_identity(context: Context):
+    """This node's identity key (None without ``identity-file``)."""
+    path = str(context.node_config.get("identity-file", ""))
+    return load_identity(path) if path else None
 
 
 def device_input(message: Message, context: Context) -> np.ndarray:
@@ -79,7 +100,7 @@ def _tuples(config: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
 
 
-app = fa.make_client_app(protocol_of_round, device_input)
+app = fa.make_client_app(node_protocol, device_input, identity=node_identity)
 
 
 @app.query(PARTITION_ACTION)

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from .task import ROSTER_FILE, identity_path
+
 APP = Path(__file__).resolve().parents[1]
 ROOT = APP.parents[1]
 BIN = Path(sys.executable).parent
@@ -74,6 +76,18 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.25):
         time.sleep(interval)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the process that started it dies (Linux),
+    even by SIGKILL (a timed-out test or benchmark), so no SuperLink or SuperNode
+    outlives its owner; :meth:`Process.stop` is the normal way out."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL) != 0:  # pragma: no cover - not Linux
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
 class Process:
     """One process of the deployment, in its own session, logging to a file."""
 
@@ -89,6 +103,7 @@ class Process:
             env=env,
             cwd=log.parent,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self.known: set[int] = set()
 
@@ -197,7 +212,8 @@ class Deployment:
                 "--port",
                 str(free_port()),
                 "--node-config",
-                f'partition-file="{part}"',
+                f'partition-file="{part}" identity-file="{identity_path(part)}" '
+                f'roster-file="{Path(part).parent / ROSTER_FILE}"',
             ]
             args += ["--root-certificates", str(self.dir / "certs" / "ca.crt")] if self.tls else []
             args += [] if self.tls else ["--insecure"]
@@ -253,6 +269,8 @@ class Deployment:
     def run_app(self, out_dir: Path, *, app: Path = APP, **config) -> None:
         """Start a run of ``app`` (returns at once; the ServerApp writes ``out_dir``)."""
         config["out-dir"] = str(out_dir)
+        if app == APP:  # the roster prepare wrote beside the partitions: SecAgg/SecAgg+ run actively secure
+            config.setdefault("roster-file", str(Path(self.partitions[0]).parent / ROSTER_FILE))
         config.setdefault("num-nodes", len(self.nodes))
         rc = " ".join(f"{k}={json.dumps(v)}" for k, v in config.items())
         self.flwr("run", str(app), "local", "--run-config", rc)

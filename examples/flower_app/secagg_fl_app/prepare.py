@@ -1,11 +1,15 @@
-"""Write one partition per SuperNode: each holds one user's ratings (train and held-out).
+"""Write one partition per SuperNode (one user's ratings, train and held-out), its identity key and the roster.
 
     python -m secagg_fl_app.prepare --out DATA_DIR --users 4          # synthetic
     python -m secagg_fl_app.prepare --out DATA_DIR --data PATH/u.data
 
-Prints, for each partition, the ``--node-config`` its SuperNode takes. The
-ServerApp gets no file: it learns the client ids and the id-space sizes from
-the nodes themselves (``query.partition``).
+Prints, for each partition, the ``--node-config`` its SuperNode takes, and the
+``roster-file`` run config of the ServerApp. The ServerApp gets no ratings: it
+learns the client ids and the id-space sizes from the nodes themselves
+(``query.partition``), and only the public roster (client id -> Ed25519
+identity key), with which SecAgg/SecAgg+ run actively secure. Writing every
+identity key here stands in for device registration
+(:func:`secagg_fl_app.task.write_identities`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .task import save_partition
+from .task import ROSTER_FILE, identity_path, save_partition, write_identities
 
 
 def prepare(
@@ -28,7 +32,8 @@ def prepare(
     test_fraction: float = 0.2,
     seed: int = 0,
 ) -> list[Path]:
-    """Split the ratings, write ``out/client-<id>.npz`` for each user with training ratings."""
+    """Split the ratings, write ``out/client-<id>.npz`` for each user with training ratings,
+    ``out/client-<id>.identity`` (its identity key) and ``out/roster.bin``."""
     from recsys.data import load_ratings, random_split, synthetic
 
     if data == "synthetic":
@@ -47,6 +52,7 @@ def prepare(
             test.subset(np.flatnonzero(test.user == client)),
         )
         paths.append(path)
+    write_identities(out, paths)
     return paths
 
 
@@ -70,7 +76,10 @@ def main() -> int:
         seed=a.seed,
     )
     for path in paths:
-        print(f"--node-config 'partition-file=\"{path.resolve()}\"'")
+        files = (("partition-file", path), ("identity-file", identity_path(path)), ("roster-file", a.out / ROSTER_FILE))
+        config = " ".join(f'{key}=\"{p.resolve()}\"' for key, p in files)
+        print(f"--node-config '{config}'")
+    print(f"ServerApp: --run-config 'roster-file=\"{(a.out / ROSTER_FILE).resolve()}\"'")
     return 0
 
 

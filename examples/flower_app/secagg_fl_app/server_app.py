@@ -42,6 +42,8 @@ from .task import (
     MODEL_RECORD,
     PARTITION_ACTION,
     TASK_RECORD,
+    bind_roster,
+    load_roster,
     round_name,
     vector_protocol,
 )
@@ -119,9 +121,7 @@ def make_policy(rc: dict[str, Any]):
         "local_epochs": int(rc["local-epochs"]),
         "bits": int(rc["bits"]),
         "key_bits": int(rc["key-bits"]),
-        # Flower nodes hold no enrolled identity key (the SuperLink assigns node ids at
-        # connection), so SecAgg/SecAgg+ run their semi-honest variant: see the README.
-        "semi_honest": True,
+        "semi_honest": bool(rc["semi-honest"]),
     }
     epsilon = float(rc["epsilon"])
     if epsilon <= 0 or math.isinf(epsilon):
@@ -137,6 +137,23 @@ def make_policy(rc: dict[str, Any]):
     return BudgetPolicy(epsilon, base=plan)
 
 
+def run_roster(rc: dict[str, Any]):
+    """The run's roster (``roster-file``), or None; refuses SecAgg/SecAgg+ with neither a
+    roster nor an explicit ``semi-honest = true`` (the weaker variant is never a default)."""
+    from protocols import registry
+
+    path = str(rc.get("roster-file", ""))
+    if path:
+        return load_roster(path)
+    secagg_family = issubclass(registry.config_class(str(rc["protocol"])), protocols.SecAgg)
+    if secagg_family and not bool(rc["semi-honest"]):
+        raise ValueError(
+            f"protocol {rc['protocol']!r} needs roster-file (the public roster prepare writes) "
+            "for the actively secure variant, or semi-honest = true for the weaker one"
+        )
+    return None
+
+
 def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
     """A FederatedTrainer over a ClientDirectory whose hooks run on the nodes (module docstring)."""
     from recsys.federated import (
@@ -149,6 +166,7 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
     )
     from recsys.federated.evaluation import FIELDS
 
+    roster = run_roster(rc)
     nodes_of, n_users, n_items = partitions(grid, int(rc["num-nodes"]))
     timeout = float(rc["timeout"]) or None
     poll = float(rc["poll-interval"])
@@ -174,6 +192,7 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
             )
 
         def _round(self, kind, t, proto, plan, clients, dim):
+            proto = bind_roster(proto, roster)
             name = round_name(kind, proto)
             try:
                 out = fa.run_round(
@@ -225,8 +244,10 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
 
 def run_vector(grid: Grid, rc: dict[str, Any], log: RoundLog) -> None:
     """Task "vector": ``rounds`` protocol rounds over public test vectors."""
-    proto = vector_protocol(str(rc["protocol"]), int(rc["bits"]), int(rc["key-bits"]))
-    nodes = fa.wait_for_nodes(grid, int(rc["num-nodes"]), timeout=300.0)
+    proto = vector_protocol(
+        str(rc["protocol"]), int(rc["bits"]), int(rc["key-bits"]), run_roster(rc), bool(rc["semi-honest"])
+    )
+    nodes, _, _ = partitions(grid, int(rc["num-nodes"]))  # client ids: the roster's
     timeout = float(rc["timeout"]) or None
     for r in range(1, int(rc["rounds"]) + 1):
         try:

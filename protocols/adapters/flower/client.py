@@ -6,14 +6,17 @@ Flower messages, as a snapshot in ``context.state`` (see the package docstring).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, RecordDict
 from flwr.app import Message as FlowerMessage
 from flwr.clientapp import ClientApp
 
+from secagg.identity import IdentityKeyPair
 from secagg.randomness import RandomSource
 
 from ...base import AggregationProtocol
@@ -25,11 +28,29 @@ __all__ = ["ClientHandler", "InputFromRecord", "make_client_app"]
 
 InputFn = Callable[[FlowerMessage, Context], np.ndarray]
 KeySource = bytes | Callable[[Context], bytes] | None
+IdentitySource = IdentityKeyPair | Callable[[Context], IdentityKeyPair | None] | None
 
 
 ProtocolSource = (
-    AggregationProtocol | Mapping[str, AggregationProtocol] | Callable[[str], AggregationProtocol]
+    AggregationProtocol
+    | Mapping[str, AggregationProtocol]
+    | Callable[[str], AggregationProtocol]
+    | Callable[[str, Context], AggregationProtocol]
 )
+
+
+def _takes_context(factory: Callable[..., Any]) -> bool:
+    """Whether a protocol factory takes ``(name, context)`` rather than ``(name)``."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the one-argument form
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) >= 2
 
 
 def _protocol_table(protos: ProtocolSource) -> dict[str, AggregationProtocol] | None:
@@ -69,7 +90,9 @@ class ClientHandler:
             configuration it was not given); or a function ``name -> config``
             for configurations made per round from public parameters the
             server puts in the name (e.g. a plan, the cohort size, the noise
-            multiplier). The function is the client's policy: it should
+            multiplier), or ``(name, context) -> config`` when it needs the
+            node's own settings (e.g. its trusted roster, from the node
+            config). The function is the client's policy: it should
             refuse (raise ValueError) what the client does not accept, e.g.
             no DP, or plaintext. Sessions still check the server's config
             digest against the configuration the client built.
@@ -81,6 +104,11 @@ class ClientHandler:
             key, or with ``snapshot_key(context)``; see the module docstring.
         rng: randomness for the client sessions (default: the OS CSPRNG; a
             deterministic one is for tests only).
+        identity: the node's long-term identity key, or ``identity(context)``:
+            what a configuration with ``identity_required`` (the actively
+            secure SecAgg/SecAgg+) signs with. The configuration's roster
+            must map the node's client id to its public key; a node without
+            one refuses such a round.
 
     A message the session refuses (a RemoteProtocolError: it fails closed),
     an unknown protocol name, or a step for which the node holds no session
@@ -97,17 +125,34 @@ class ClientHandler:
         *,
         snapshot_key: KeySource = None,
         rng: RandomSource | None = None,
+        identity: IdentitySource = None,
     ) -> None:
         self.protocols = _protocol_table(protocols)
-        self.factory: Callable[[str], AggregationProtocol] | None = (
+        self.factory: Callable[..., AggregationProtocol] | None = (
             None if self.protocols is not None or not callable(protocols) else protocols
         )
-        self._made: dict[str, AggregationProtocol] = {}  # the factory's configs, by name
+        self._factory_context = self.factory is not None and _takes_context(self.factory)
+        # The factory's configs, by name (and node, when the factory reads the node's settings).
+        self._made: dict[tuple[str, int | None], AggregationProtocol] = {}
         self.input_fn = input_fn
         self.snapshot_key = snapshot_key
         self.rng = rng
+        if identity is not None and not (isinstance(identity, IdentityKeyPair) or callable(identity)):
+            raise TypeError("identity must be an IdentityKeyPair, a function of the context, or None")
+        self.identity = identity
 
-    def _resolve(self, name: object) -> AggregationProtocol:
+    def _identity(self, proto: AggregationProtocol, context: Context) -> dict[str, Any]:
+        """The ``identity=`` keyword for ``proto``'s client sessions (empty if it needs none)."""
+        if not proto.identity_required:
+            return {}
+        identity = self.identity(context) if callable(self.identity) else self.identity
+        if not isinstance(identity, IdentityKeyPair):
+            raise LocalProtocolError(
+                f"protocol {proto.NAME!r} needs this node's identity key; the handler has none"
+            )
+        return {"identity": identity}
+
+    def _resolve(self, name: object, context: Context) -> AggregationProtocol:
         if not isinstance(name, str):
             raise LocalProtocolError("the protocol name must be a string")
         if self.protocols is not None:
@@ -115,17 +160,20 @@ class ClientHandler:
             if proto is None:
                 raise LocalProtocolError(f"this client does not run protocol {name!r}")
             return proto
-        if name not in self._made:
+        entry = (name, context.node_id if self._factory_context else None)
+        if entry not in self._made:
+            assert self.factory is not None  # set whenever protocols is None
+            args: tuple[Any, ...] = (name, context) if self._factory_context else (name,)
             try:
-                proto = self.factory(name)  # type: ignore[misc]  # set whenever protocols is None
+                proto = self.factory(*args)
             except (ValueError, TypeError, KeyError) as exc:
                 raise LocalProtocolError(f"this client refuses protocol {name!r}: {exc}") from exc
             if not isinstance(proto, AggregationProtocol):
                 raise LocalProtocolError(f"no protocol configuration for {name!r}")
             if len(self._made) >= 64:  # one per round is typical: keep the cache small
                 self._made.clear()
-            self._made[name] = proto
-        return self._made[name]
+            self._made[entry] = proto
+        return self._made[entry]
 
     def _key(self, context: Context) -> bytes | None:
         return self.snapshot_key(context) if callable(self.snapshot_key) else self.snapshot_key
@@ -136,7 +184,7 @@ class ClientHandler:
             raise ValueError(f"message carries no {RECORD!r} record: not a protocol step")
         name, round_, dim = record["protocol"], record["round"], record["dim"]
         try:
-            proto = self._resolve(name)
+            proto = self._resolve(name, context)
             incoming = [Message.from_bytes(p) for p in unframe(record["messages"])]
             cpu, input_cpu, stage, session, out = self._step(
                 proto, name, round_, dim, incoming, message, context
@@ -194,7 +242,8 @@ class ClientHandler:
                     f"round {round_} does not follow round {last['round']} on this node"
                 )
             context.state[LAST_ROUND_RECORD] = ConfigRecord({"round": round_})
-            session = proto.client(incoming[0].recipient, dim, rng=self.rng, round=round_)
+            identity = self._identity(proto, context)
+            session = proto.client(incoming[0].recipient, dim, rng=self.rng, round=round_, **identity)
             stage = session.stage
             out += session.start()
             out += session.receive(incoming[0])
@@ -209,7 +258,9 @@ class ClientHandler:
             if not self._holds(name, round_, context):
                 raise LocalProtocolError(f"this node holds no {name!r} session of round {round_}")
             stored = context.state.config_records[STATE_RECORD]
-            session = proto.restore_client(stored["snapshot"], rng=self.rng, key=self._key(context))
+            session = proto.restore_client(
+                stored["snapshot"], rng=self.rng, key=self._key(context), **self._identity(proto, context)
+            )
             stage = session.stage
         for m in incoming:
             out += session.receive(m)
@@ -234,8 +285,10 @@ def make_client_app(
     *,
     snapshot_key: KeySource = None,
     rng: RandomSource | None = None,
+    identity: IdentitySource = None,
 ) -> ClientApp:
     """A ClientApp whose ``train.secagg_fl`` action is a :class:`ClientHandler`."""
     app = ClientApp()
-    app.train(ACTION)(ClientHandler(protocols, input_fn, snapshot_key=snapshot_key, rng=rng))
+    handler = ClientHandler(protocols, input_fn, snapshot_key=snapshot_key, rng=rng, identity=identity)
+    app.train(ACTION)(handler)
     return app
