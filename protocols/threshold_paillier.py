@@ -38,10 +38,10 @@ What each party learns, against whom (README, "Threshold Paillier"):
 * Not covered: a server colluding with ``min_clients - 1`` clients learns the
   remaining survivor's input from an honestly formed aggregate (choose
   ``min_clients`` accordingly); each member decrypts once per session, but a
-  server colluding with ``c`` members may get up to ``m - c`` *different*
-  survivor sets decrypted in one round if ``m - c >= 2 (t - c)``: there is no
-  consistency round among the committee yet, so differences of overlapping
-  sums are not excluded; a lying committee member is named but can still
+  server colluding with ``c < t`` members may get ``floor((m - c) / (t - c))``
+  *different* survivor sets decrypted in one round (two at m = 5, t = 3,
+  c = 1): there is no consistency round among the committee yet, so
+  differences of overlapping sums are not excluded; a lying committee member is named but can still
   stall the round if fewer than ``t`` honest members answer; the key ceremony
   is trusted (:mod:`secagg.paillier.threshold`); ciphertexts are not proven
   well-formed, so a client can overfill its packed slots (issue 14, item 6).
@@ -69,7 +69,6 @@ from secagg.errors import (
     PartialDecryptionError,
     SecaggError,
     SignatureError,
-    ThresholdDecryptionError,
 )
 from secagg.framing import length_prefixed
 from secagg.identity import IdentityKeyPair, Roster, Statement
@@ -830,19 +829,15 @@ class ThresholdPaillierServer(ServerSession):
         st.partials[msg.sender] = partial
         if len(st.partials) < self.proto.decryption_threshold:
             return []
-        return self._finish(st, context)
+        return self._finish(st)
 
-    def _finish(self, st: _CollectingPartials, context: bytes) -> list[Message]:
+    def _finish(self, st: _CollectingPartials) -> list[Message]:
         assert self._key is not None
-        try:
-            # Already verified one by one; combine_partials checks them again (cheap next
-            # to the decryption itself) so that no unverified value is ever combined.
-            decryption = th.combine_partials(self._key, st.aggregate, st.partials.values(), context)
-        except ThresholdDecryptionError as exc:  # pragma: no cover - verified above
-            return self._abort_round(str(exc), [])
+        # Each partial was verified as it arrived (_on_partial): combine without re-verifying.
+        plaintexts = th.combine_verified(self._key, st.aggregate, list(st.partials.values()))
         packer = self.proto.paillier.packer(len(self.client_ids))
         try:
-            integers = packer.unpack(list(decryption.plaintexts), self.dim, len(st.survivors))
+            integers = packer.unpack(list(plaintexts), self.dim, len(st.survivors))
         except ValueError as exc:
             return self._abort_round(f"the aggregate does not unpack: {exc}", [])
         scale = self.proto.paillier.scale(len(self.client_ids))

@@ -120,6 +120,7 @@ __all__ = [
     "ThresholdDecryption",
     "ThresholdPublicKey",
     "combine_partials",
+    "combine_verified",
     "generate_threshold_key",
     "partial_decrypt",
     "random_safe_prime",
@@ -910,15 +911,47 @@ def combine_partials(
             invalid=invalid,
         )
     used = valid[: key.threshold]
+    plaintexts = _combine(key, cts, [by_member[i] for i in used])
+    return ThresholdDecryption(plaintexts, tuple(used), invalid)
+
+
+def combine_verified(
+    threshold_key: ThresholdPublicKey,
+    ciphertexts: Sequence[int],
+    partials: Sequence[PartialDecryption],
+) -> tuple[int, ...]:
+    """Decrypt from exactly ``t`` partial decryptions the caller has already verified.
+
+    For a caller that ran :func:`verify_partial` on each one as it arrived,
+    against these ciphertexts and its context (a server collecting answers),
+    so that nothing is verified twice. An unverified wrong partial makes the
+    result wrong; it reveals no key material. Raises ValueError unless the
+    partials are ``t`` of distinct members, one value per ciphertext.
+    """
+    key = threshold_key
+    cts = _check_ciphertexts(key, ciphertexts)
+    members = [p.index for p in partials]
+    if len(set(members)) != len(members) or len(members) != key.threshold:
+        raise ValueError(f"need partial decryptions of {key.threshold} distinct members")
+    if any(len(p.values) != len(cts) for p in partials):
+        raise ValueError("every partial decryption needs one value per ciphertext")
+    return _combine(key, cts, sorted(partials, key=lambda p: p.index))
+
+
+def _combine(
+    key: ThresholdPublicKey, cts: Sequence[gmpy2.mpz], partials: Sequence[PartialDecryption]
+) -> tuple[int, ...]:
+    """``L(prod c_i^(2 lambda_i)) * (4 Delta^2)^-1 mod N`` per ciphertext (DJ 2001 §4.1)."""
+    used = [p.index for p in partials]
     n = gmpy2.mpz(key.public_key.n)
     nsquare = n * n
     delta = key.delta
-    lambdas = _lagrange_at(used, 0, delta)
+    lambdas = [2 * lam for lam in _lagrange_at(used, 0, delta)]
     scale = gmpy2.invert(4 * delta * delta, n)
     plaintexts = []
     for j in range(len(cts)):
         acc = gmpy2.mpz(1)
-        for member, lam in zip(used, lambdas, strict=True):
-            acc = acc * gmpy2.powmod(by_member[member].values[j], 2 * lam, nsquare) % nsquare
+        for partial, lam in zip(partials, lambdas, strict=True):
+            acc = acc * gmpy2.powmod(partial.values[j], lam, nsquare) % nsquare
         plaintexts.append(int((acc - 1) // n * scale % n))
-    return ThresholdDecryption(tuple(plaintexts), tuple(used), invalid)
+    return tuple(plaintexts)

@@ -455,3 +455,19 @@ def test_decoders_bit_flips(committee, which, flips):
     if which == 2 and bytes(raw) != encodings[2]:
         with pytest.raises(PartialDecryptionError):
             T.verify_partial(key, cts, decoded, CONTEXT)
+
+
+def test_combine_verified_matches_combine_partials(committee):
+    key, shares = committee
+    messages = [5, 0, key.public_key.n - 2]
+    cts = P.encrypt_packed(key.public_key, messages, workers=1)
+    partials = _partials(shares, cts)
+    for p in partials:
+        T.verify_partial(key, cts, p, CONTEXT)
+    assert T.combine_verified(key, cts, [partials[4], partials[0], partials[2]]) == tuple(messages)
+    with pytest.raises(ValueError, match="3 distinct"):
+        T.combine_verified(key, cts, partials[:2])
+    with pytest.raises(ValueError, match="3 distinct"):
+        T.combine_verified(key, cts, [partials[0], partials[0], partials[1]])
+    with pytest.raises(ValueError, match="one value per ciphertext"):
+        T.combine_verified(key, cts[:2], partials[:3])

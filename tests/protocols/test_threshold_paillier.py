@@ -314,6 +314,7 @@ def test_lying_members_are_named_and_the_round_completes(setup, liars):
 
     (Members answer in index order here; the server finishes at the t-th valid answer, so
     a liar answering after that is never looked at.)"""
+
     def tamper(m):
         if isinstance(m, PartialDecryptionReply) and m.sender in liars:
             key = setup.threshold_key
