@@ -156,6 +156,13 @@ def test_unbound_and_insecure_configs_refuse():
         unbound.client(1, 4).start()
 
 
+def test_snapshots_are_refused_not_half_made(setup):
+    client = setup.client(0, DIM)
+    client.start()
+    with pytest.raises(protocols.LocalProtocolError, match="snapshot"):
+        client.snapshot()
+
+
 def test_clients_need_their_own_identity_and_share(setup):
     with pytest.raises(protocols.LocalProtocolError, match="identity"):
         setup.proto.client(6, DIM, identity=IdentityKeyPair.generate()).start()
