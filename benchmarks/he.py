@@ -18,7 +18,7 @@ Threshold Paillier (``--th-*``): one round of ``protocols.ThresholdPaillier``
 (committee of 5, t = 3, the key from one ceremony) against one round of the
 single-decryptor ``protocols.Paillier``, same clients, inputs and key size,
 both driven in this process through serialized messages (every client and
-member runs here, one after the other, one worker each). Reported: the
+member runs here, one after the other, ``--th-workers`` each, default 1). Reported: the
 simulated round's wall time and its ratio, CPU per role and stage, bytes per
 client and per committee member, and a deployment estimate of the round's
 critical path (one client's encryption + the server + the slowest
@@ -285,21 +285,24 @@ class _InProcessClients:
 
 
 def bench_threshold(
-    clients: int, dim: int, key_bits: int, members: int, threshold: int, seed: int
+    clients: int, dim: int, key_bits: int, members: int, threshold: int, seed: int, workers: int
 ) -> dict[str, Any]:
-    """One threshold round against one single-decryptor round (module docstring)."""
+    """One threshold round against one single-decryptor round (module docstring).
+
+    ``workers``: processes/threads each party may use (both protocols alike).
+    """
     insecure = key_bits < P.DEFAULT_KEY_BITS
     gen = np.random.default_rng(seed)  # benchmark data only
     inputs = {c: gen.uniform(-1, 1, dim) for c in range(clients)}
     exact = sum(inputs.values())
-    single = protocols.Paillier(key_bits=key_bits, bits=32, workers=1)
+    single = protocols.Paillier(key_bits=key_bits, bits=32, workers=workers)
     t0 = time.perf_counter()
     agg = protocols.simulate(single, inputs)
     single_wall = time.perf_counter() - t0
     s_stats = agg.stats
     proto = ThresholdPaillier(
         key_bits=key_bits, bits=32, committee_size=members, threshold=threshold,
-        workers=1, insecure=insecure,
+        workers=workers, insecure=insecure,
     )  # fmt: skip
     t0 = time.perf_counter()
     setup = simulated_setup(proto, range(clients))
@@ -349,6 +352,7 @@ def bench_threshold(
         "insecure_test_key": insecure,
         "committee": members,
         "threshold": threshold,
+        "workers": workers,
         "values_per_ciphertext": P.Packer.for_range(
             proto.paillier.encoder.q_max, clients, key_bits
         ).slots,
@@ -440,7 +444,7 @@ def _print_threshold(t: dict[str, Any]) -> None:
     rows = [
         (
             f"Threshold Paillier n={t['clients']} d={t['dim']} m={t['committee']} t={t['threshold']}",
-            f"{key}, {t['values_per_ciphertext']} values/ciphertext",
+            f"{key}, {t['values_per_ciphertext']} values/ciphertext, {t['workers']} worker(s)",
         ),
         ("  key ceremony (once, not per round)", f"{t['ceremony_s']:.2f} s"),
         ("  single decryptor keygen (per round)", f"{t['single_keygen_per_round_s']:.2f} s"),
@@ -499,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--th-key-bits", type=int, default=2048)
     ap.add_argument("--th-committee", type=int, default=5)
     ap.add_argument("--th-threshold", type=int, default=3)
+    ap.add_argument("--th-workers", type=int, default=1, help="per party, both protocols")
     args = ap.parse_args(argv)
     if args.quick:
         args.dim, args.clients, args.naive_values, args.repeats = 10_000, 3, 30, 1
@@ -522,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         res["ckks"] = bench_ckks(args.dim, args.clients, args.repeats, args.seed)
     res["threshold_paillier"] = bench_threshold(
         args.th_clients, args.th_dim, args.th_key_bits, args.th_committee, args.th_threshold,
-        args.seed,
+        args.seed, args.th_workers,
     )  # fmt: skip
     res["load_end"] = _load()
     if not args.threshold_only:
