@@ -485,9 +485,10 @@ def generate_threshold_key(
             CSPRNG by default. A seeded source makes the key known to whoever
             knows the seed: tests only.
 
-    Safe-prime search in Python is slow: about a minute for 2048 bits on one
-    core, with a wide spread (the README and the benchmark report a measured
-    figure).
+    With the joint sieve of :func:`random_safe_prime` a 2048-bit ceremony
+    (two 1024-bit safe primes, dealing, self-test) took 0.9 to 1.9 s on one
+    core here (``benchmarks/he.py --threshold-only`` reports it), with a wide
+    spread: the search is a geometric number of trials.
     """
     if isinstance(key_bits, bool) or not isinstance(key_bits, int):
         raise TypeError("key_bits must be an int")
