@@ -1,6 +1,7 @@
 """Benchmark the homomorphic building blocks against raw phe and raw TenSEAL, in one run.
 
     .venv/bin/python benchmarks/he.py [--json PATH] [--clients 10] [--dim 100000] [--quick]
+    .venv/bin/python benchmarks/he.py --threshold-only [--th-clients 100] [--th-dim 10000]
 
 Paillier (one 2048-bit key for everything): naive per-value ``phe`` encryption
 (a few hundred values, extrapolated per value) against ours (packed, DJN
@@ -12,6 +13,17 @@ tutorial parameters (bytes per value, max abs error of the sum), and the
 end-to-end time (encrypt all clients + sum + decrypt) of our wrapper against
 the same work written as raw TenSEAL calls, same parameters and data,
 alternating runs and comparing medians.
+
+Threshold Paillier (``--th-*``): one round of ``protocols.ThresholdPaillier``
+(committee of 5, t = 3, the key from one ceremony) against one round of the
+single-decryptor ``protocols.Paillier``, same clients, inputs and key size,
+both driven in this process through serialized messages (every client and
+member runs here, one after the other, ``--th-workers`` each, default 1). Reported: the
+simulated round's wall time and its ratio, CPU per role and stage, bytes per
+client and per committee member, and a deployment estimate of the round's
+critical path (one client's encryption + the server + the slowest
+decryptor, since devices work in parallel), plus the ceremony's time and the
+single decryptor's per-round key generation.
 
 The machine may be shared: the load average is recorded before and after
 each section, and every comparison is a ratio of runs made back to back.
@@ -37,6 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import phe
 import tenseal as ts
 
+import protocols
+from protocols.driver import Delivery, drive
+from protocols.messages import Message
+from protocols.simulate import Stats
+from protocols.threshold_paillier import ThresholdPaillier, simulated_setup
 from secagg import ckks as C
 from secagg import paillier as P
 from secagg.encoding import FixedPointEncoder
@@ -236,6 +253,133 @@ def bench_ckks(dim: int, clients: int, repeats: int, seed: int) -> dict[str, Any
 # -------------------------------------------------------------------------- main
 
 
+class _InProcessClients:
+    """A driver transport hosting client sessions here; CPU per client and stage."""
+
+    def __init__(self, sessions: dict[int, Any], inputs: dict[int, np.ndarray]) -> None:
+        self.sessions = sessions
+        self.cpu: dict[int, dict[str, float]] = {c: {} for c in sessions}
+        self.bytes_in = dict.fromkeys(sessions, 0)
+        self.bytes_out = dict.fromkeys(sessions, 0)
+        for c, session in sessions.items():
+            t0 = time.process_time()
+            session.start()
+            session.provide_input(inputs[c])
+            self.cpu[c]["setup"] = time.process_time() - t0
+
+    def exchange(self, batch: list[tuple[int, bytes]]) -> Delivery:
+        out = Delivery()
+        for cid, payload in batch:
+            stage = Message.from_bytes(payload).STAGE
+            self.bytes_in[cid] += len(payload)
+            t0 = time.process_time()
+            replies = self.sessions[cid].receive(payload)
+            spent = time.process_time() - t0
+            self.cpu[cid][stage] = self.cpu[cid].get(stage, 0.0) + spent
+            out.client_seconds[stage] = out.client_seconds.get(stage, 0.0) + spent
+            for m in replies:
+                data = m.to_bytes()
+                self.bytes_out[cid] += len(data)
+                out.messages.append((cid, data))
+        return out
+
+
+def bench_threshold(
+    clients: int, dim: int, key_bits: int, members: int, threshold: int, seed: int, workers: int
+) -> dict[str, Any]:
+    """One threshold round against one single-decryptor round (module docstring).
+
+    ``workers``: processes/threads each party may use (both protocols alike).
+    """
+    insecure = key_bits < P.DEFAULT_KEY_BITS
+    gen = np.random.default_rng(seed)  # benchmark data only
+    inputs = {c: gen.uniform(-1, 1, dim) for c in range(clients)}
+    exact = sum(inputs.values())
+    single = protocols.Paillier(key_bits=key_bits, bits=32, workers=workers)
+    t0 = time.perf_counter()
+    agg = protocols.simulate(single, inputs)
+    single_wall = time.perf_counter() - t0
+    s_stats = agg.stats
+    proto = ThresholdPaillier(
+        key_bits=key_bits, bits=32, committee_size=members, threshold=threshold,
+        workers=workers, insecure=insecure,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    setup = simulated_setup(proto, range(clients))
+    setup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, ceremony = _timed(P.generate_threshold_key, key_bits, members, threshold, insecure=insecure)
+    ceremony_s = time.perf_counter() - t0
+    del ceremony
+    server = setup.server(range(clients), dim)
+    transport = _InProcessClients({c: setup.client(c, dim) for c in inputs}, inputs)
+    t_stats = Stats(clients=clients)
+    t0 = time.perf_counter()
+    drive(server, transport, t_stats, drop_refused=False)
+    threshold_wall = time.perf_counter() - t0
+    result = server.result
+    committee = setup.proto.committee or ()
+    others = [c for c in inputs if c not in committee]
+    enc_per_client = {
+        "single": s_stats.seconds_by_stage["client"]["masked_input"] / clients,
+        "threshold": sum(transport.cpu[c].get("masked_input", 0.0) for c in inputs) / clients,
+    }
+    member_unmask = max(transport.cpu[c].get("unmasking", 0.0) for c in committee)
+    decryptor_unmask = s_stats.seconds_by_stage["client"]["unmasking"]
+    keygen_single = s_stats.seconds_by_stage["client"]["start"]
+    critical = {
+        "single": enc_per_client["single"] + s_stats.server_seconds + keygen_single
+        + decryptor_unmask,
+        "threshold": enc_per_client["threshold"] + t_stats.server_seconds + member_unmask,
+    }  # fmt: skip
+    per_client_bytes = {
+        "single": (s_stats.bytes_up + s_stats.bytes_down) / clients,
+        "threshold": (t_stats.bytes_up + t_stats.bytes_down) / clients,
+        "threshold_non_member": statistics.mean(
+            transport.bytes_in[c] + transport.bytes_out[c] for c in others
+        )
+        if others
+        else 0.0,
+        "threshold_member_max": max(
+            transport.bytes_in[c] + transport.bytes_out[c] for c in committee
+        ),
+    }
+    bound = proto.paillier.encoder.error_bound(clients)
+    return {
+        "clients": clients,
+        "dim": dim,
+        "key_bits": key_bits,
+        "insecure_test_key": insecure,
+        "committee": members,
+        "threshold": threshold,
+        "workers": workers,
+        "values_per_ciphertext": P.Packer.for_range(
+            proto.paillier.encoder.q_max, clients, key_bits
+        ).slots,
+        "max_abs_error": {
+            "single": float(np.max(np.abs(agg.total - exact))),
+            "threshold": float(np.max(np.abs(result.total - exact))),
+            "stated_bound": bound,
+        },
+        "ceremony_s": ceremony_s,
+        "simulated_setup_s": setup_s,
+        "single_keygen_per_round_s": keygen_single,
+        "wall_s": {"single": single_wall, "threshold": threshold_wall},
+        "wall_ratio": threshold_wall / single_wall,
+        "server_cpu_s": {"single": s_stats.server_seconds, "threshold": t_stats.server_seconds},
+        "client_encrypt_cpu_s_per_client": enc_per_client,
+        "encrypt_ratio": enc_per_client["threshold"] / enc_per_client["single"],
+        "decryptor_cpu_s": {"single": decryptor_unmask, "threshold_slowest_member": member_unmask},
+        "critical_path_s": critical,
+        "critical_path_ratio": critical["threshold"] / critical["single"],
+        "bytes_per_client": per_client_bytes,
+        "bytes_per_client_ratio": per_client_bytes["threshold"] / per_client_bytes["single"],
+        "bytes_non_member_ratio": per_client_bytes["threshold_non_member"]
+        / per_client_bytes["single"],
+        "bytes_up_ratio": t_stats.bytes_up / s_stats.bytes_up,
+    }
+
+
 def _print_table(res: dict[str, Any]) -> None:
     p, c = res["paillier"], res["ckks"]
     rows = [
@@ -294,6 +438,55 @@ def _print_table(res: dict[str, Any]) -> None:
     print(f"load average: {res['load_start']:.2f} at start, {res['load_end']:.2f} at end")
 
 
+def _print_threshold(t: dict[str, Any]) -> None:
+    w, c, b = t["wall_s"], t["critical_path_s"], t["bytes_per_client"]
+    key = f"{t['key_bits']}-bit" + (" (insecure test key)" if t["insecure_test_key"] else "")
+    rows = [
+        (
+            f"Threshold Paillier n={t['clients']} d={t['dim']} m={t['committee']} t={t['threshold']}",
+            f"{key}, {t['values_per_ciphertext']} values/ciphertext, {t['workers']} worker(s)",
+        ),
+        ("  key ceremony (once, not per round)", f"{t['ceremony_s']:.2f} s"),
+        ("  single decryptor keygen (per round)", f"{t['single_keygen_per_round_s']:.2f} s"),
+        (
+            "  simulated round wall single / threshold",
+            f"{w['single']:.1f} s / {w['threshold']:.1f} s = {t['wall_ratio']:.2f}x",
+        ),
+        (
+            "  critical path single / threshold",
+            f"{c['single']:.2f} s / {c['threshold']:.2f} s = {t['critical_path_ratio']:.2f}x",
+        ),
+        (
+            "  encryption per client single / threshold",
+            f"{t['client_encrypt_cpu_s_per_client']['single']:.3f} s / "
+            f"{t['client_encrypt_cpu_s_per_client']['threshold']:.3f} s = {t['encrypt_ratio']:.2f}x",
+        ),
+        (
+            "  decryptor / slowest member CPU",
+            f"{t['decryptor_cpu_s']['single']:.2f} s / "
+            f"{t['decryptor_cpu_s']['threshold_slowest_member']:.2f} s",
+        ),
+        (
+            "  bytes per client single / threshold (mean)",
+            f"{b['single'] / 1e3:.1f} kB / {b['threshold'] / 1e3:.1f} kB = "
+            f"{t['bytes_per_client_ratio']:.2f}x",
+        ),
+        (
+            "  bytes non-member / committee member",
+            f"{b['threshold_non_member'] / 1e3:.1f} kB ({t['bytes_non_member_ratio']:.2f}x) / "
+            f"{b['threshold_member_max'] / 1e6:.2f} MB",
+        ),
+        (
+            "  max abs error single / threshold",
+            f"{t['max_abs_error']['single']:.2e} / {t['max_abs_error']['threshold']:.2e} "
+            f"(bound {t['max_abs_error']['stated_bound']:.1e})",
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"output (default {RESULTS})")
@@ -304,9 +497,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    ap.add_argument("--threshold-only", action="store_true", help="only the threshold section")
+    ap.add_argument("--th-clients", type=int, default=100)
+    ap.add_argument("--th-dim", type=int, default=10_000)
+    ap.add_argument("--th-key-bits", type=int, default=2048)
+    ap.add_argument("--th-committee", type=int, default=5)
+    ap.add_argument("--th-threshold", type=int, default=3)
+    ap.add_argument("--th-workers", type=int, default=1, help="per party, both protocols")
     args = ap.parse_args(argv)
     if args.quick:
         args.dim, args.clients, args.naive_values, args.repeats = 10_000, 3, 30, 1
+        # Small insecure keys: a smoke test, not a figure.
+        args.th_clients, args.th_dim, args.th_key_bits = 8, 500, 512
     res: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -318,12 +520,19 @@ def main(argv: list[str] | None = None) -> int:
         "load_start": _load(),
         "command": " ".join(sys.argv),
     }
-    res["paillier"] = bench_paillier(
-        args.paillier_dim or args.dim, args.clients, args.naive_values, args.seed
-    )
-    res["ckks"] = bench_ckks(args.dim, args.clients, args.repeats, args.seed)
+    if not args.threshold_only:
+        res["paillier"] = bench_paillier(
+            args.paillier_dim or args.dim, args.clients, args.naive_values, args.seed
+        )
+        res["ckks"] = bench_ckks(args.dim, args.clients, args.repeats, args.seed)
+    res["threshold_paillier"] = bench_threshold(
+        args.th_clients, args.th_dim, args.th_key_bits, args.th_committee, args.th_threshold,
+        args.seed, args.th_workers,
+    )  # fmt: skip
     res["load_end"] = _load()
-    _print_table(res)
+    if not args.threshold_only:
+        _print_table(res)
+    _print_threshold(res["threshold_paillier"])
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.json}")

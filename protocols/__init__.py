@@ -39,11 +39,12 @@ from .weighting import weighted_input, weighted_mean
 if TYPE_CHECKING:
     from .ckks import CKKS
     from .paillier import Paillier
+    from .threshold_paillier import ThresholdPaillier
 
 # The homomorphic protocols load their libraries (tenseal; phe and gmpy2) with
 # their modules, so ``import protocols`` stays light and they are imported on
 # first use of the name (PEP 562): ``protocols.CKKS``, ``from protocols import CKKS``.
-_LAZY = {"CKKS": ".ckks", "Paillier": ".paillier"}
+_LAZY = {"CKKS": ".ckks", "Paillier": ".paillier", "ThresholdPaillier": ".threshold_paillier"}
 
 
 def __getattr__(name: str) -> object:
@@ -81,6 +82,7 @@ __all__ = [
     "SimulationResult",
     "SnapshotError",
     "Stats",
+    "ThresholdPaillier",
     "WireFormatError",
     "simulate",
     "weighted_input",

@@ -12,10 +12,12 @@ from __future__ import annotations
 __all__ = [
     "DecryptionError",
     "InvalidKeyError",
+    "PartialDecryptionError",
     "RosterError",
     "SecaggError",
     "ShamirError",
     "SignatureError",
+    "ThresholdDecryptionError",
     "UndecodableSharesError",
 ]
 
@@ -70,3 +72,44 @@ class SignatureError(SecaggError):
 
 class RosterError(SecaggError, ValueError):
     """A roster of identity keys cannot be built or decoded (bad id, key or encoding)."""
+
+
+class PartialDecryptionError(SecaggError):
+    """A committee member's threshold-Paillier partial decryption is wrong.
+
+    Its proof of correct decryption does not verify for these ciphertexts,
+    this context and this member's verification key, or it does not fit the
+    key (wrong member index, count or value range). Raised by
+    :func:`secagg.paillier.threshold.verify_partial`.
+
+    Attributes:
+        member: the committee index (1..m) of the member whose partial
+            decryption failed.
+    """
+
+    def __init__(self, message: str, *, member: int) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class ThresholdDecryptionError(SecaggError):
+    """Fewer than ``threshold`` valid partial decryptions: nothing can be decrypted.
+
+    Attributes:
+        threshold: the number of valid partial decryptions needed (``t``).
+        valid: the committee indices whose partial decryptions verified.
+        invalid: committee index -> why its partial decryption was refused.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        threshold: int,
+        valid: tuple[int, ...],
+        invalid: dict[int, str],
+    ) -> None:
+        super().__init__(message)
+        self.threshold = threshold
+        self.valid = valid
+        self.invalid = invalid

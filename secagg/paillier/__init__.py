@@ -30,6 +30,12 @@ Modules, one job each (each docstring explains its part and cites its source)
   reuse, shutdown at exit, recovery from a broken pool).
 * :mod:`~secagg.paillier.vector`: encryption, aggregation and decryption of
   vectors, which ties the above together.
+* :mod:`~secagg.paillier.threshold`: threshold decryption (Damgård–Jurik,
+  PKC 2001, s = 1; Fouque–Poupard–Stern, FC 2000): a key ceremony that deals
+  shares of the decryption exponent to ``m`` members and erases the
+  factorization, partial decryptions with Chaum–Pedersen proofs, and the
+  combination of any ``t`` verified ones. The public key is a plain
+  :class:`PaillierPublicKey`, so encryption and packing are unchanged.
 
 Security in one paragraph: IND-CPA under DCR plus a short-exponent assumption
 (:mod:`~secagg.paillier.djn`), about 112-bit security for the default 2048-bit
@@ -63,6 +69,18 @@ from .keys import (
 )
 from .packing import Packer
 from .pool import default_workers, shutdown_workers
+from .threshold import (
+    KeyShare,
+    PartialDecryption,
+    ThresholdDecryption,
+    ThresholdPublicKey,
+    combine_partials,
+    combine_verified,
+    generate_threshold_key,
+    partial_decrypt,
+    random_safe_prime,
+    verify_partial,
+)
 from .vector import (
     add_encrypted,
     decrypt_packed,
@@ -78,14 +96,20 @@ __all__ = [
     "MAX_KEY_BITS",
     "MIN_EXPONENT_BITS",
     "MIN_KEY_BITS",
+    "KeyShare",
     "Packer",
     "PaillierPrivateKey",
     "PaillierPublicKey",
+    "PartialDecryption",
+    "ThresholdDecryption",
+    "ThresholdPublicKey",
     "add_encrypted",
     "ciphertext_from_bytes",
     "ciphertext_to_bytes",
     "ciphertexts_from_bytes",
     "ciphertexts_to_bytes",
+    "combine_partials",
+    "combine_verified",
     "decrypt_packed",
     "decrypt_sum",
     "default_exponent_bits",
@@ -94,6 +118,10 @@ __all__ = [
     "encrypt_packed",
     "encrypt_vector",
     "generate_keypair",
+    "generate_threshold_key",
+    "partial_decrypt",
+    "random_safe_prime",
     "shutdown_workers",
     "sum_encrypted",
+    "verify_partial",
 ]
