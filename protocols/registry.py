@@ -154,7 +154,6 @@ _BUILTIN = (
     ("secagg+", "protocols.secagg.config:SecAggPlus", "secure aggregation on a random k-regular graph (Bell et al. 2020)"),
     ("paillier", "protocols.paillier:Paillier", "packed Paillier: the server adds ciphertexts, one client decrypts the sum"),
     ("ckks", "protocols.ckks:CKKS", "CKKS via TenSEAL: approximate homomorphic sum, one client decrypts"),
-    ("threshold-paillier", "protocols.threshold_paillier:ThresholdPaillier", "packed Paillier, t of m committee members decrypt the signed inputs' sum"),
 )  # fmt: skip
 for _name, _target, _description in _BUILTIN:
     register(_name, _target, _description)
