@@ -160,6 +160,9 @@ class BufferedServer:
     (in a buffer's total), ``"dropped"`` (the client left while training),
     ``"discarded"`` (refused its staleness), ``"lost"`` (dropped in the
     session, or the session aborted); tickets without a fate are still out.
+    A client holds one ticket at a time, from check-in until the buffer its
+    update is in closes (or it drops): a fast client cannot run ahead on one
+    model version, opening a buffer per task while slower ones train.
     """
 
     def __init__(self, buffer_size: int, *, slack: int = 0, max_staleness: int = 8) -> None:
@@ -194,11 +197,11 @@ class BufferedServer:
     def submit(self, ticket_id: int) -> Buffer | None:
         """The ticket's update arrived; return the buffer that must close now, if any."""
         ticket = self._outstanding(ticket_id)
-        self._busy.discard(ticket.client)
         home = self.buffers[self.home[ticket.id]]
         home.resolved.add(ticket.id)
-        if home.closed:
-            # Late: moved, update unchanged, into the oldest open buffer without this client.
+        if home.closed or len(home.submitted) >= self.buffer_size:
+            # Late (its buffer closed, or is full and due to close): moved, update unchanged,
+            # into the oldest open buffer without this client. A buffer never holds more than K.
             home = self._open_for(ticket.client, members=False)
             home.clients.add(ticket.client)
             self.home[ticket.id] = home.index
@@ -226,7 +229,12 @@ class BufferedServer:
             raise LocalProtocolError(f"buffer {buf.index} holds no update")
         buf.version = self.closed_count
         self.closed_count += 1
+        self._busy.difference_update(t.client for t in buf.submitted)  # free for the next version
         return buf.version
+
+    def available(self, client: int) -> bool:
+        """Whether ``client`` may check in (it holds no ticket: see the class docstring)."""
+        return int(client) not in self._busy
 
     def settle(self, buf: Buffer, fates: dict[int, str]) -> None:
         """Record the fate of every ticket submitted into the closed ``buf``."""
@@ -397,6 +405,11 @@ class AsyncDriver:
         self.clients = np.array(sorted({int(c) for c in clients}), dtype=np.int64)
         if not len(self.clients):
             raise ValueError("no clients")
+        if len(self.clients) < server.buffer_size:
+            # Each client holds one update per buffer: fewer clients never fill one.
+            raise ValueError(
+                f"{len(self.clients)} clients cannot fill a buffer of {server.buffer_size}"
+            )
         self._protocol, self._train, self._apply = protocol, train, apply
         self.scaled, self.session_dropout, self.max_tasks = scaled, session_dropout, max_tasks
         self.protocol_seed = protocol_seed
@@ -436,7 +449,7 @@ class AsyncDriver:
         while len(self._running) < self.concurrency:
             idle = [
                 c for c in self.clients
-                if int(c) not in self._running
+                if self.server.available(int(c))
                 and (self.max_tasks is None or self.tasks[int(c)] < self.max_tasks)
             ]
             if not idle:

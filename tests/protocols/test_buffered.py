@@ -27,7 +27,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from protocols import LocalProtocolError, RemoteProtocolError, registry
@@ -136,6 +136,7 @@ def test_each_buffer_is_the_weighted_sum_of_exactly_its_updates(
     secure, n_clients, buffer_size, slack, extra, max_staleness, drop, session_dropout,
     delay_seed, client_sigma, buffers,
 ):
+    assume(n_clients >= buffer_size)  # fewer clients never fill a buffer (the driver refuses)
     concurrency = min(n_clients, buffer_size + extra)
     delays = LognormalDelays(client_sigma=client_sigma, drop_probability=drop, seed=delay_seed)
     gen = np.random.default_rng(delay_seed)
@@ -270,3 +271,33 @@ def test_too_stale_updates_are_discarded_not_lost_silently():
         if r.result is None:
             assert r.contributors == () and r.error is None
     _fates_partition(driver)
+
+
+def test_a_client_waits_for_its_buffer_before_its_next_task():
+    # Without this a fast client opens a buffer per task on one model version, and a
+    # driver with slow peers runs for ever (found by the sums test above).
+    server = BufferedServer(2, slack=0, max_staleness=4)
+    first = server.check_in(0)
+    server.check_in(1)
+    assert server.submit(first.id) is None
+    assert not server.available(0)
+    with pytest.raises(LocalProtocolError, match="already holds a task"):
+        server.check_in(0)
+    due = server.submit(1)
+    assert due is not None and not server.available(1)
+    server.close(due)
+    assert server.available(0) and server.available(1)
+    assert server.check_in(0).base_version == server.applied_version
+
+
+def test_the_driver_refuses_fewer_clients_than_a_buffer():
+    with pytest.raises(ValueError, match="cannot fill a buffer of 5"):
+        AsyncDriver(
+            BufferedServer(5),
+            range(4),
+            LognormalDelays(seed=0),
+            concurrency=4,
+            protocol=_plaintext,
+            train=lambda tickets: {},
+            apply=lambda release: None,
+        )
