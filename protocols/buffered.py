@@ -413,6 +413,9 @@ class AsyncDriver:
         self._protocol, self._train, self._apply = protocol, train, apply
         self.scaled, self.session_dropout, self.max_tasks = scaled, session_dropout, max_tasks
         self.protocol_seed = protocol_seed
+        # Scheduling only (which idle client checks in next, who drops in a session's
+        # simulation): never a key, share or mask. Sessions draw theirs from the OS CSPRNG
+        # (simulate(seed=None)) unless protocol_seed asks for reproducible tests.
         self._rng = np.random.default_rng([seed, 0xB0F])
         self.clock: VirtualClock[tuple[str, int]] = VirtualClock()
         self.tasks: Counter[int] = Counter()  # tasks started per client

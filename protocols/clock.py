@@ -144,6 +144,8 @@ class LognormalDelays:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
 
     def _rng(self, *path: int) -> np.random.Generator:
+        # Simulated delays and dropouts only (public scheduling, reproducible by design):
+        # nothing secret or masking is ever drawn here.
         return np.random.default_rng([self.seed, *path])
 
     def speed(self, client: int) -> float:

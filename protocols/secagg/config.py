@@ -203,7 +203,7 @@ class SecAgg(AggregationProtocol):
         it runs is :func:`protocols.simulate`, which enrols its clients."""
         if self.semi_honest:
             return 4
-        return 5 + isinstance(self, SecAggPlus)
+        return 5 + self.CLIENT_SEEDED_GRAPH
 
     @property
     def minimum_cohort(self) -> int:
@@ -223,10 +223,14 @@ class SecAgg(AggregationProtocol):
         """True for the actively secure variant."""
         return self.roster is not None
 
+    # Whether the actively secure variant derives its graph from the clients'
+    # commit-then-reveal randomness (SecAgg+; SecAgg's graph is complete).
+    CLIENT_SEEDED_GRAPH: ClassVar[bool] = False
+
     @property
     def seeds_graph(self) -> bool:
         """True if the graph comes from the clients' commit-then-reveal (active SecAgg+)."""
-        return False
+        return self.CLIENT_SEEDED_GRAPH and self.active
 
     def with_roster(self, roster: Roster) -> SecAgg:
         """A copy of this configuration bound to ``roster`` (the actively secure variant)."""
@@ -410,11 +414,9 @@ class SecAggPlus(SecAgg):
             if not 1 <= getattr(self, name) <= 128:
                 raise ValueError(f"{name} must be in [1, 128], got {getattr(self, name)!r}")
 
-    @property
-    def seeds_graph(self) -> bool:
-        # Bell et al. 2020 assume a graph the server did not choose: the active variant
-        # derives its seed from the clients' randomness (protocols.secagg.derivation).
-        return self.active
+    # Bell et al. 2020 assume a graph the server did not choose: the active variant
+    # derives its seed from the clients' randomness (protocols.secagg.derivation).
+    CLIENT_SEEDED_GRAPH: ClassVar[bool] = True
 
     def degree(self, n_clients: int) -> int:
         """The graph degree for a round of ``n_clients`` clients."""

@@ -301,3 +301,33 @@ def test_the_driver_refuses_fewer_clients_than_a_buffer():
             train=lambda tickets: {},
             apply=lambda release: None,
         )
+
+
+def test_sessions_take_no_randomness_from_the_schedule(monkeypatch):
+    # The driver's numpy generator (seed=) only schedules; without protocol_seed every
+    # buffer's session draws its keys and masks from the OS CSPRNG (simulate(seed=None)).
+    import protocols.buffered as buffered
+
+    seeds: list[object] = []
+    real = buffered.simulate
+
+    def spy(proto, inputs, **kw):
+        seeds.append(kw.get("seed"))
+        return real(proto, inputs, **kw)
+
+    monkeypatch.setattr(buffered, "simulate", spy)
+    for protocol_seed in (None, 7):
+        seeds.clear()
+        driver = AsyncDriver(
+            BufferedServer(2, slack=0, max_staleness=8),
+            range(4),
+            LognormalDelays(seed=3),
+            concurrency=4,
+            protocol=_secagg,
+            train=lambda tickets: {t.id: np.ones(DIM) for t in tickets},
+            apply=lambda release: None,
+            seed=11,
+            protocol_seed=protocol_seed,
+        )
+        driver.run(2)
+        assert seeds and (all(s is None for s in seeds) if protocol_seed is None else None not in seeds)
