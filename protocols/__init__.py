@@ -33,7 +33,7 @@ from .events import DeadlinePassed
 from .messages import Message
 from .plaintext import Plaintext
 from .secagg.config import SecAgg, SecAggPlus
-from .simulate import SimulationResult, Stats, simulate
+from .simulate import SimulatedSession, SimulationResult, Stats, simulate
 from .weighting import weighted_input, weighted_mean
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ __all__ = [
     "ServerInterface",
     "ServerResult",
     "ServerSession",
+    "SimulatedSession",
     "SimulationResult",
     "SnapshotError",
     "Stats",

@@ -460,6 +460,9 @@ class AggregationProtocol(ABC):
     NAME: ClassVar[str] = "protocol"
     DROPOUT_STAGES: ClassVar[tuple[str, ...]] = ()
     INPUT_STAGE: ClassVar[str] = "masked_input"
+    # The stages of a session's one-off setup (keys), which a multi-round session
+    # pays once; the ledger and benchmarks report them apart (Stats.share).
+    SETUP_STAGES: ClassVar[tuple[str, ...]] = ()
     QUANTIZATION_BITS: ClassVar[tuple[int, int] | None] = None
     INTEGER_RING: ClassVar[bool] = False
     SECURE_SUM: ClassVar[bool] = True

@@ -114,9 +114,8 @@ def drive(
         produced: list[Message] = fn(*args)
         stats._add("server", stage, cpu_clock() - t0)
         out = [(m.recipient, m.to_bytes()) for m in produced]
-        for _, payload in out:
-            stats.bytes_sent["server"] += len(payload)
-            stats.messages += 1
+        for m, (_, payload) in zip(produced, out, strict=True):
+            stats._count_bytes("server", m.STAGE, len(payload))
         return out
 
     def step(outbox: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
@@ -140,9 +139,8 @@ def drive(
                     raise RemoteProtocolError(
                         f"client {cid} sent a message as client {header.sender}"
                     )
-                stats.bytes_sent["client"] += len(payload)
+                stats._count_bytes("client", header.stage, len(payload))
                 stats.bytes_received["server"] += len(payload)
-                stats.messages += 1
                 replies += call(header.stage, server.receive, payload)
             except RemoteProtocolError as exc:
                 if not drop_refused:

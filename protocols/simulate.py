@@ -33,7 +33,7 @@ from .driver import Delivery, drive
 from .errors import LocalProtocolError, ProtocolAborted
 from .messages import Message
 
-__all__ = ["SimulationResult", "Stats", "simulate"]
+__all__ = ["SimulatedSession", "SimulationResult", "Stats", "simulate"]
 
 
 @dataclass
@@ -44,8 +44,10 @@ class Stats:
     (``"client"``, ``"server"``); client figures are totals over all clients.
     ``seconds_by_stage[role][stage]`` splits the CPU time by the stage of the
     message whose handling caused the work (``"start"`` for RoundStart,
-    ``"setup"`` for session creation); a server's ``close_stage()`` is filed
-    under the stage it closes.
+    ``"setup"`` for session creation, ``"input"`` for handing a later round
+    of a multi-round session its input); a server's ``close_stage()`` is filed
+    under the stage it closes. ``bytes_by_stage[role][stage]`` splits the
+    bytes each role sent by the stage of the message.
     """
 
     clients: int = 0
@@ -54,6 +56,9 @@ class Stats:
     seconds: dict[str, float] = field(default_factory=lambda: {"client": 0.0, "server": 0.0})
     seconds_by_stage: dict[str, dict[str, float]] = field(
         default_factory=lambda: {"client": defaultdict(float), "server": defaultdict(float)}
+    )
+    bytes_by_stage: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"client": defaultdict(int), "server": defaultdict(int)}
     )
     messages: int = 0
     wall_seconds: float = 0.0
@@ -80,6 +85,27 @@ class Stats:
         self.seconds[role] += seconds
         self.seconds_by_stage[role][stage] += seconds
 
+    def _count_bytes(self, sender: str, stage: str, n: int) -> None:
+        """One message of ``n`` bytes sent by ``sender`` ("client" or "server")."""
+        self.bytes_sent[sender] += n
+        self.bytes_by_stage[sender][stage] += n
+        self.messages += 1
+
+    def share(self, stages: Iterable[str]) -> dict[str, float]:
+        """The cost of ``stages`` alone (e.g. a protocol's ``SETUP_STAGES``): bytes up and
+        down, client and server CPU seconds."""
+        names = set(stages)
+
+        def total(table: Mapping[str, float]) -> float:
+            return float(sum(v for k, v in table.items() if k in names))
+
+        return {
+            "bytes_up": total(self.bytes_by_stage["client"]),
+            "bytes_down": total(self.bytes_by_stage["server"]),
+            "client_seconds": total(self.seconds_by_stage["client"]),
+            "server_seconds": total(self.seconds_by_stage["server"]),
+        }
+
     def as_dict(self) -> dict:
         return {
             "clients": self.clients,
@@ -87,6 +113,7 @@ class Stats:
             "bytes_received": dict(self.bytes_received),
             "seconds": dict(self.seconds),
             "seconds_by_stage": {r: dict(s) for r, s in self.seconds_by_stage.items()},
+            "bytes_by_stage": {r: dict(s) for r, s in self.bytes_by_stage.items()},
             "messages": self.messages,
             "wall_seconds": self.wall_seconds,
         }
@@ -166,6 +193,13 @@ class _ClientHost:
             self._collect(cid, session.provide_input(x))
             self.timing["setup"] += time.process_time() - t0
 
+    def provide(self, inputs: Mapping[int, np.ndarray]) -> None:
+        """Hand the next round's inputs to the sessions (a multi-round session)."""
+        for cid, x in inputs.items():
+            t0 = time.process_time()
+            self._collect(cid, self.sessions[cid].provide_input(x))
+            self.timing["input"] += time.process_time() - t0
+
     def _collect(self, cid: int, messages: list[Message]) -> None:
         for m in messages:
             self.outbox.append((cid, m.to_bytes()))
@@ -183,6 +217,16 @@ class _ClientHost:
         out, timing = self.outbox, dict(self.timing)
         self.outbox, self.timing = [], defaultdict(float)
         return out, timing
+
+
+def _encode_inputs(inputs: Mapping[int, np.ndarray]) -> bytes:
+    return _encode_batch(
+        (cid, np.ascontiguousarray(x, dtype="<f8").tobytes()) for cid, x in inputs.items()
+    )
+
+
+def _decode_inputs(data: bytes) -> dict[int, np.ndarray]:
+    return {cid: np.frombuffer(raw, dtype="<f8").copy() for cid, raw in _decode_batch(data)}
 
 
 def _encode_timing(timing: Mapping[str, float]) -> bytes:
@@ -221,7 +265,10 @@ def _worker(
             request = conn.recv_bytes()
             if request == b"stop":
                 return
-            host.deliver(_decode_batch(request))
+            if request[:2] == b"in":
+                host.provide(_decode_inputs(request[2:]))
+            else:
+                host.deliver(_decode_batch(request))
             out, timing = host.drain()
             # A header (timing and the sender of each message), then every message
             # on its own: one large concatenated reply would be copied twice more
@@ -273,6 +320,9 @@ class _ProcessHosts:
             per_worker[self.owner[cid]].append((cid, payload))
         for w, conn in enumerate(self.conns):
             conn.send_bytes(_encode_batch(per_worker.get(w, [])))
+        self._collect_replies()
+
+    def _collect_replies(self) -> None:
         for conn in self.conns:
             reply = conn.recv_bytes()
             if reply[:2] != b"ok":
@@ -288,6 +338,14 @@ class _ProcessHosts:
         out, timing = self._pending, dict(self._timing)
         self._pending, self._timing = [], defaultdict(float)
         return out, timing
+
+    def provide(self, inputs: Mapping[int, np.ndarray]) -> None:
+        per_worker: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
+        for cid, x in inputs.items():
+            per_worker[self.owner[cid]][cid] = x
+        for w, conn in enumerate(self.conns):
+            conn.send_bytes(b"in" + _encode_inputs(per_worker.get(w, {})))
+        self._collect_replies()
 
     def close(self) -> None:
         for conn, proc in zip(self.conns, self.procs):
@@ -339,53 +397,175 @@ def simulate(
         A :class:`SimulationResult`. Raises :class:`ProtocolAborted` (with the
         server's reason) if the round aborts, e.g. too few clients survive.
     """
+    if getattr(proto, "rounds", 1) != 1:
+        raise LocalProtocolError(
+            f"{proto.NAME} with rounds={proto.rounds} is a multi-round session: "
+            "run it with protocols.SimulatedSession"
+        )
+    vectors, dim = _check_inputs(inputs)
+    _check_workers(workers)
+    session = SimulatedSession(
+        proto, sorted(vectors), dim, seed=seed, round=round, workers=workers, identities=identities
+    )
+    try:
+        return session.run_round(vectors, dropout)
+    finally:
+        session.close()
+
+
+def _check_inputs(inputs: Mapping[int, np.ndarray]) -> tuple[dict[int, np.ndarray], int]:
     if not inputs:
         raise ValueError("inputs must name at least one client")
     vectors = {int(cid): np.asarray(x, dtype=np.float64) for cid, x in inputs.items()}
     dims = {v.shape for v in vectors.values()}
     if len(dims) != 1 or len(next(iter(dims))) != 1:
         raise ValueError(f"inputs must be 1-D vectors of one length, got shapes {sorted(dims)}")
-    dim = next(iter(dims))[0]
-    order = proto.DROPOUT_STAGES
-    drop_at = {
-        int(c): order.index(proto.check_dropout_stage(s)) for c, s in (dropout or {}).items()
-    }
-    unknown = set(drop_at) - set(vectors)
-    if unknown:
-        raise ValueError(f"dropout names clients without inputs: {sorted(unknown)}")
-    if not isinstance(workers, int) or workers < 1:
+    return vectors, next(iter(dims))[0]
+
+
+def _check_workers(workers: object) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
 
-    proto, bound = _bind_identities(proto, sorted(vectors), identities, seed)
-    stats = Stats(clients=len(vectors))
-    wall0 = time.perf_counter()
-    t0 = time.process_time()
-    server = proto.server(sorted(vectors), dim, rng=_rng(seed, "server"), round=round)
-    stats._add("server", "setup", time.process_time() - t0)
-    hosts = (
-        _ProcessHosts(proto, dim, vectors, seed, round, workers, bound)
-        if workers > 1
-        else _InlineHosts(proto, dim, vectors, seed, round, bound)
-    )
-    try:
+
+class SimulatedSession:
+    """One protocol session over a fixed cohort, run in this process round by round.
+
+    A single-round protocol runs one :meth:`run_round` (what :func:`simulate`
+    does). A multi-round SecAgg/SecAgg+ session (``rounds=R``) runs the key
+    setup with its first round, then up to ``R - 1`` more rounds that each
+    cost only the masked input and the unmasking; the client sessions (and
+    their forked workers with ``workers > 1``) stay alive in between. Each
+    round's :class:`Stats` are its own; the first round's include the setup
+    stages (``Stats.share(proto.SETUP_STAGES)`` separates them).
+
+    Args:
+        proto, seed, round, workers, identities: as for :func:`simulate`;
+            ``round`` is the first round's number, round ``i`` of the session
+            carries ``round + i``.
+        client_ids: the cohort, fixed for the session.
+        dim: the length of every input.
+
+    Call :meth:`close` (or use it as a context manager) to stop the workers.
+    """
+
+    def __init__(
+        self,
+        proto: AggregationProtocol,
+        client_ids: Iterable[int],
+        dim: int,
+        *,
+        seed: int | None = None,
+        round: int = 0,
+        workers: int = 1,
+        identities: Mapping[int, IdentityKeyPair] | None = None,
+    ) -> None:
+        _check_workers(workers)
+        self.cohort = wire.check_ids(list(client_ids))
+        self.proto, self._bound = _bind_identities(proto, list(self.cohort), identities, seed)
+        self.dim, self.seed, self.first_round, self.workers = dim, seed, round, workers
+        self.rounds_run = 0
+        self._server: Any = None
+        self._hosts: _ProcessHosts | _InlineHosts | None = None
+        self._transport: _HostsTransport | None = None
+
+    def __enter__(self) -> SimulatedSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def rounds(self) -> int:
+        """Rounds one session of this protocol can run (``proto.rounds``, else 1)."""
+        return int(getattr(self.proto, "rounds", 1))
+
+    def participants(self) -> tuple[int, ...]:
+        """The clients the next round expects inputs from (empty if the session is over)."""
+        if self._server is None:
+            return self.cohort
+        if self.rounds_run >= self.rounds or self._server.aborted:
+            return ()
+        alive, reason = self._server.next_participants()
+        return () if reason is not None else tuple(sorted(alive))
+
+    @property
+    def can_continue(self) -> bool:
+        """True if :meth:`run_round` can run another round of this session."""
+        return bool(self.participants())
+
+    def run_round(
+        self, inputs: Mapping[int, np.ndarray], dropout: Mapping[int, str] | None = None
+    ) -> SimulationResult:
+        """Run the session's next round with ``inputs`` (exactly :meth:`participants`'s).
+
+        ``dropout``: client id -> stage, as for :func:`simulate`; a client that
+        drops is gone for the rest of the session. Raises
+        :class:`ProtocolAborted` if the round aborts (the session is then
+        over), :class:`LocalProtocolError` if no round can run any more.
+        """
+        vectors, dim = _check_inputs(inputs)
+        if dim != self.dim:
+            raise ValueError(f"inputs have {dim} values, the session {self.dim}")
+        expected = set(self.participants())
+        if not expected:
+            raise LocalProtocolError("this session can run no further round: start a new one")
+        if set(vectors) != expected:
+            raise ValueError(
+                "inputs must come from exactly the round's participants; missing "
+                f"{sorted(expected - set(vectors))[:10]}, extra {sorted(set(vectors) - expected)[:10]}"
+            )
+        order = self.proto.DROPOUT_STAGES
+        drop_at = {
+            int(c): order.index(self.proto.check_dropout_stage(st))
+            for c, st in (dropout or {}).items()
+        }
+        unknown = set(drop_at) - set(vectors)
+        if unknown:
+            raise ValueError(f"dropout names clients without inputs: {sorted(unknown)}")
+        stats = Stats(clients=len(vectors))
+        wall0 = time.perf_counter()
+        if self._server is None:
+            t0 = time.process_time()
+            self._server = self.proto.server(
+                self.cohort, self.dim, rng=_rng(self.seed, "server"), round=self.first_round
+            )
+            stats._add("server", "setup", time.process_time() - t0)
+            args = (self.proto, self.dim, vectors, self.seed, self.first_round)
+            self._hosts = (
+                _ProcessHosts(*args, self.workers, self._bound)
+                if self.workers > 1
+                else _InlineHosts(*args, self._bound)
+            )
+            self._transport = _HostsTransport(self._hosts, drop_at, order)
+        else:
+            assert self._hosts is not None and self._transport is not None
+            self._transport.drop_at = drop_at
+            self._hosts.provide(vectors)
+        server = self._server
+        self.rounds_run += 1
         drive(
             server,
-            _HostsTransport(hosts, drop_at, order),
+            self._transport,
             stats,
             cpu_clock=time.process_time,
             drop_refused=False,  # honest in-process clients: a refusal is a bug, raise it
         )
-    finally:
-        hosts.close()
-    stats.wall_seconds = time.perf_counter() - wall0
-    if server.aborted:
-        raise ProtocolAborted(server.abort_reason or "aborted")
-    result = server.result
-    if not isinstance(result, ServerResult):  # pragma: no cover - defensive
-        raise LocalProtocolError("server produced no result")
-    return SimulationResult(
-        total=result.total, survivors=list(result.survivors), stats=stats, result=result
-    )
+        stats.wall_seconds = time.perf_counter() - wall0
+        if server.aborted:
+            raise ProtocolAborted(server.abort_reason or "aborted")
+        result = server.result
+        if not isinstance(result, ServerResult):  # pragma: no cover - defensive
+            raise LocalProtocolError("server produced no result")
+        return SimulationResult(
+            total=result.total, survivors=list(result.survivors), stats=stats, result=result
+        )
+
+    def close(self) -> None:
+        """Stop the client hosts (their sessions and secrets are discarded)."""
+        if self._hosts is not None:
+            self._hosts.close()
+            self._hosts = None
 
 
 def _bind_identities(

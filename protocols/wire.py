@@ -39,9 +39,11 @@ __all__ = [
     "IDS",
     "ID_DIGESTS",
     "ID_PAIRS",
+    "KEY_RUN",
     "KEY_TRIPLES",
     "MAGIC",
     "MAX_ID",
+    "MAX_KEY_RUN",
     "MAX_MESSAGE_BYTES",
     "RING_VECTOR",
     "SERVER",
@@ -56,6 +58,7 @@ __all__ = [
     "Fixed",
     "Header",
     "IdRecords",
+    "KeyRecords",
     "Reader",
     "check_ids",
     "pack_ring",
@@ -64,7 +67,7 @@ __all__ = [
 ]
 
 MAGIC = b"SF"
-VERSION = 2
+VERSION = 3  # 3: a key advertisement carries one mask key per session round
 """Bumped whenever a message's layout changes (2: the SecAgg messages after the key
 advertisement carry the session id, and MaskedInput the peers whose envelopes failed).
 The actively secure SecAgg messages are new types, so adding them left every existing layout, and the version, as it was."""
@@ -358,28 +361,83 @@ class _IdPairs(FieldKind):
         return tuple(pairs)
 
 
-class _KeyTriples(FieldKind):
-    """``(id, channel public key, mask public key)`` triples, 32-byte keys, increasing ids."""
+#: The most mask keys one advertisement may carry: one per round of a multi-round
+#: session (protocols.secagg.config.SecAgg.rounds), checked by the decoder.
+MAX_KEY_RUN = 1024
 
-    name = "key_triples"
-    _item = struct.Struct(">I32s32s")
+
+def _check_key_run(data: bytes, what: str) -> int:
+    """The number of 32-byte keys in ``data`` (ValueError unless 1..MAX_KEY_RUN of them)."""
+    count, rest = divmod(len(data), 32)
+    if rest or not 1 <= count <= MAX_KEY_RUN:
+        raise ValueError(f"{what} needs 1 to {MAX_KEY_RUN} 32-byte keys, got {len(data)} bytes")
+    return count
+
+
+class _KeyRun(FieldKind):
+    """One or more 32-byte public keys back to back (a client's mask key per session round)."""
+
+    name = "key_run"
 
     def write(self, out: bytearray, value: object) -> None:
-        triples = _as_items(value, self.name)
-        IDS.write(bytearray(), [t[0] for t in triples])
-        out += _U32.pack(len(triples))
-        for cid, c_pk, s_pk in triples:
-            if len(c_pk) != 32 or len(s_pk) != 32:
-                raise ValueError("public keys must be 32 bytes")
-            out += self._item.pack(cid, c_pk, s_pk)
+        data = _as_bytes(value, self.name)
+        out += _U32.pack(_check_key_run(data, self.name))
+        out += data
 
-    def read(self, reader: Reader) -> tuple[tuple[int, bytes, bytes], ...]:
-        n = reader.count(self._item.size)
-        triples = tuple(self._item.iter_unpack(reader.take(n * self._item.size)))
-        ids = [t[0] for t in triples]
+    def read(self, reader: Reader) -> bytes:
+        (count,) = reader.unpack(_U32)
+        if not 1 <= count <= MAX_KEY_RUN:
+            raise WireFormatError(f"a key run of {count} keys (1 to {MAX_KEY_RUN} allowed)")
+        return bytes(reader.take(32 * count))
+
+
+class KeyRecords(FieldKind):
+    """``(id, channel key, key run, bytes[a_1], ...)`` records with strictly increasing ids,
+    every record's key run of the same length (written once, after the count)."""
+
+    def __init__(self, *after: int) -> None:
+        self.after = after
+        self.name = "key_records[" + ",".join(map(str, after)) + "]"
+
+    def _item(self, run: int) -> struct.Struct:
+        return struct.Struct(f">I32s{32 * run}s" + "".join(f"{size}s" for size in self.after))
+
+    def write(self, out: bytearray, value: object) -> None:
+        records = _as_items(value, self.name)
+        runs = set()
+        for record in records:
+            if not isinstance(record, tuple) or len(record) != 3 + len(self.after):
+                raise TypeError(f"{self.name} entries are tuples of {3 + len(self.after)}")
+            sizes = (32, None, *self.after)
+            for data, size in zip(record[1:], sizes, strict=True):
+                data = _as_bytes(data, self.name)
+                if size is None:
+                    runs.add(_check_key_run(data, self.name))
+                elif len(data) != size:
+                    raise ValueError(f"{self.name} field got {len(data)} bytes, needs {size}")
+        if len(runs) > 1:
+            raise ValueError(f"{self.name} records carry key runs of different lengths")
+        run = runs.pop() if runs else 1
+        IDS.write(bytearray(), [r[0] for r in records])  # validates order and range
+        out += _U32.pack(len(records))
+        out += _U32.pack(run)
+        item = self._item(run)
+        for record in records:
+            out += item.pack(*record)
+
+    def read(self, reader: Reader) -> tuple[tuple[Any, ...], ...]:
+        (n,) = reader.unpack(_U32)
+        (run,) = reader.unpack(_U32)
+        if not 1 <= run <= MAX_KEY_RUN:
+            raise WireFormatError(f"a key run of {run} keys (1 to {MAX_KEY_RUN} allowed)")
+        item = self._item(run)
+        if n * item.size > reader.remaining:
+            raise WireFormatError(f"length field says {n} items, only {reader.remaining} bytes left")
+        records = tuple(item.iter_unpack(reader.take(n * item.size)))
+        ids = [r[0] for r in records]
         if any(a >= b for a, b in itertools.pairwise(ids)) or (ids and max(ids) > MAX_ID):
-            raise WireFormatError("key list ids are not sorted, unique and in range")
-        return triples
+            raise WireFormatError(f"{self.name} ids are not sorted, unique and in range")
+        return records
 
 
 class IdRecords(FieldKind):
@@ -515,14 +573,17 @@ BYTES = _Bytes()
 STR = _Str()
 IDS = _Ids()
 ID_PAIRS = _IdPairs()
-KEY_TRIPLES = _KeyTriples()
+KEY_TRIPLES = KeyRecords()
+"""``(id, channel key, mask keys)``: an advertisement, relayed (one mask key per session round)."""
+#: One or more 32-byte keys (a client's mask keys, one per session round).
+KEY_RUN = _KeyRun()
 BLOBS = _Blobs()
 SIGNATURES = IdRecords(64)
 """``(signer id, 64-byte Ed25519 signature)`` pairs."""
 ID_DIGESTS = IdRecords(32)
 """``(id, 32 bytes)`` pairs: commitments and revealed randomness."""
-SIGNED_KEYS = IdRecords(32, 32, 32, 64)
-"""``(id, channel key, mask key, commitment, signature)``: a signed key advertisement, relayed."""
+SIGNED_KEYS = KeyRecords(32, 64)
+"""``(id, channel key, mask keys, commitment, signature)``: a signed key advertisement, relayed."""
 RING_VECTOR = _RingVectorKind()
 F64_VECTOR = _F64Vector()
 

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -85,6 +85,7 @@ from .messages import (
     ConsistencySignature,
     KeysAdvertised,
     MaskedInput,
+    NextRound,
     Reveal,
     ShareKeys,
     SharesDelivered,
@@ -97,7 +98,6 @@ from .messages import (
 __all__ = ["PeerShares", "PeerStatus", "SecAggClient"]
 
 _ENVELOPE_HEADER = struct.Struct(">II")
-ENVELOPE_PLAINTEXT_BYTES = _ENVELOPE_HEADER.size + 2 * shamir.SHARE_BYTES
 
 # The client's state holds its encoder and X25519 key pairs (snapshot tag 0x0E:
 # the 32 private-key bytes; the public key is derived again on restore).
@@ -113,43 +113,68 @@ snapshot.register_codec(
 
 @snapshot.state
 class PeerStatus(enum.Enum):
-    """What the client believes about a peer whose shares it holds."""
+    """What the client believes about a peer whose shares it holds, in the current round."""
 
-    HOLDING = "holding"  # shares received, fate not yet known
+    HOLDING = "holding"  # shares received, fate in this round not yet known
     SURVIVED = "survived"  # the peer's masked input is in the sum: reveal its self-mask share
-    DROPPED = "dropped"  # the peer's input is not in the sum: reveal its mask-key share
+    DROPPED = "dropped"  # the peer's input is not in the sum: reveal its mask-key share; final
+    LEFT = "left"  # the peer takes no part in later rounds: nothing of it is revealed; final
 
 
 @snapshot.state
 @dataclass
 class PeerShares:
-    """The two shares one peer gave this client, and that peer's status."""
+    """The shares one peer gave this client (one self-mask seed and one mask key per
+    session round), and that peer's status in round ``index`` of the session.
 
-    self_mask_share: bytes
-    mask_key_share: bytes
+    The status is set once per round; DROPPED and LEFT are final. Round r's
+    unmasking reveals at most one of the peer's two round-r shares, and after
+    its round-r mask-key share nothing of the peer is revealed again.
+    """
+
+    self_mask_shares: tuple[bytes, ...]
+    mask_key_shares: tuple[bytes, ...]
     status: PeerStatus = PeerStatus.HOLDING
+    index: int = 0
 
     def settle(self, status: PeerStatus) -> None:
-        """Set the peer's fate; it can be set once only."""
+        """Set the peer's fate in this round; it can be set once only."""
         if self.status is not PeerStatus.HOLDING:
             raise LocalProtocolError("a peer's status is already settled")
-        if status is PeerStatus.HOLDING:
+        if status not in (PeerStatus.SURVIVED, PeerStatus.DROPPED):
             raise ValueError("settle() needs SURVIVED or DROPPED")
         self.status = status
 
     def revealable(self) -> tuple[PeerStatus, bytes]:
-        """The one share this peer's status allows revealing."""
+        """The one share this peer's status allows revealing in this round."""
         if self.status is PeerStatus.SURVIVED:
-            return self.status, self.self_mask_share
+            return self.status, self.self_mask_shares[self.index]
         if self.status is PeerStatus.DROPPED:
-            return self.status, self.mask_key_share
-        raise LocalProtocolError("cannot reveal a share before the peer's status is settled")
+            return self.status, self.mask_key_shares[self.index]
+        raise LocalProtocolError(f"nothing of a {self.status.value} peer can be revealed")
+
+    @property
+    def alive(self) -> bool:
+        """True while the peer may take part in a later round."""
+        return self.status in (PeerStatus.HOLDING, PeerStatus.SURVIVED)
+
+    def next_round(self) -> None:
+        """A peer that survived this round takes part in the next one."""
+        if self.status is not PeerStatus.SURVIVED or self.index + 1 >= len(self.self_mask_shares):
+            raise LocalProtocolError(f"a {self.status.value} peer cannot take part in another round")
+        self.status, self.index = PeerStatus.HOLDING, self.index + 1
+
+    def leave(self) -> None:
+        """The peer takes no part from the next round on (final)."""
+        if not self.alive:
+            raise LocalProtocolError(f"a {self.status.value} peer cannot leave")
+        self.status = PeerStatus.LEFT
 
 
 @snapshot.state
 @dataclass
 class _RoundInfo:
-    """What the client learnt from RoundStart; fixed for the rest of the round."""
+    """What the client learnt from RoundStart; fixed for the rest of the session."""
 
     nonce: bytes
     n_clients: int
@@ -169,6 +194,22 @@ class _ActiveRound:
 
 @snapshot.state
 @dataclass
+class _Session:
+    """What the client keeps from the key setup for every round of the session."""
+
+    info: _RoundInfo
+    session_id: bytes
+    masks: tuple[keys.KeyPair, ...]  # one mask key pair per session round
+    peer_keys: dict[int, tuple[bytes, bytes]]  # (channel key, run of mask keys)
+    contexts: dict[int, bytes]
+    self_mask_seeds: tuple[bytes, ...]  # b_u, one per session round
+    held: dict[int, PeerShares]
+    active: _ActiveRound | None = None
+    index: int = 0  # the session round in progress (0-based)
+
+
+@snapshot.state
+@dataclass
 class AwaitingRoundStart(State):
     NAME: ClassVar[str] = "round_start"
 
@@ -176,9 +217,28 @@ class AwaitingRoundStart(State):
 @snapshot.state
 @dataclass
 class AdvertisingKeys(State):
+    """Keys sent (a single-round session: one mask key); awaiting the group's keys.
+
+    Its fields are those of version-1 snapshots, which still restore."""
+
     info: _RoundInfo
     channel: keys.KeyPair
     mask: keys.KeyPair
+    NAME: ClassVar[str] = "advertise_keys"
+
+    @property
+    def masks(self) -> tuple[keys.KeyPair, ...]:
+        return (self.mask,)
+
+
+@snapshot.state
+@dataclass
+class AdvertisingSessionKeys(State):
+    """Keys sent (a multi-round session: one mask key per round); awaiting the group's keys."""
+
+    info: _RoundInfo
+    channel: keys.KeyPair
+    masks: tuple[keys.KeyPair, ...]
     NAME: ClassVar[str] = "advertise_keys"
 
 
@@ -190,7 +250,7 @@ class AdvertisingSignedKeys(State):
     active: _ActiveRound
     nonce: bytes
     channel: keys.KeyPair
-    mask: keys.KeyPair
+    masks: tuple[keys.KeyPair, ...]
     randomness: bytes  # r_i, the graph-seed share (SecAgg+; unused by SecAgg)
     commitment: bytes
     NAME: ClassVar[str] = "advertise_keys"
@@ -203,7 +263,7 @@ class Revealing(State):
 
     active: _ActiveRound
     channel: keys.KeyPair
-    mask: keys.KeyPair
+    masks: tuple[keys.KeyPair, ...]
     randomness: bytes
     commitments: dict[int, bytes]
     NAME: ClassVar[str] = "reveal"
@@ -212,54 +272,36 @@ class Revealing(State):
 @snapshot.state
 @dataclass
 class SharingKeys(State):
-    info: _RoundInfo
-    channel: keys.KeyPair
-    mask: keys.KeyPair
-    session_id: bytes
-    peer_keys: dict[int, tuple[bytes, bytes]]
-    contexts: dict[int, bytes]
+    """Shares sent; awaiting the envelopes addressed to this client."""
+
+    session: _Session  # ``held`` has only this client's own shares so far
     channel_keys: dict[int, bytes]
-    self_mask_seed: bytes
-    own: PeerShares
-    active: _ActiveRound | None = None
     NAME: ClassVar[str] = "share_keys"
 
 
 @snapshot.state
 @dataclass
 class CollectingInput(State):
-    """Shares are in; the masked input goes out as soon as the input is known."""
+    """The round's masked input goes out as soon as the input is known."""
 
-    info: _RoundInfo
-    mask: keys.KeyPair
-    session_id: bytes
-    peer_keys: dict[int, tuple[bytes, bytes]]
-    contexts: dict[int, bytes]
-    self_mask_seed: bytes
-    held: dict[int, PeerShares]
+    session: _Session
     failed: tuple[int, ...] = ()  # peers whose envelope did not open (reported, not masked with)
-    active: _ActiveRound | None = None
     NAME: ClassVar[str] = "masked_input"
 
 
 @snapshot.state
 @dataclass
 class Unmasking(State):
-    info: _RoundInfo
-    session_id: bytes
-    held: dict[int, PeerShares] = field(default_factory=dict)
+    session: _Session
     NAME: ClassVar[str] = "unmasking"
 
 
 @snapshot.state
 @dataclass
 class AwaitingConsistency(State):
-    """Active variant: masked input sent; awaiting the survivor set to sign (once)."""
+    """Active variant: masked input sent; awaiting the survivor set to sign (once per round)."""
 
-    info: _RoundInfo
-    active: _ActiveRound
-    session_id: bytes
-    held: dict[int, PeerShares]
+    session: _Session
     NAME: ClassVar[str] = "consistency"
 
 
@@ -268,16 +310,22 @@ class AwaitingConsistency(State):
 class CertifiedUnmasking(State):
     """Active variant: signed ``signed``; reveals only for that set, with T_sig signatures on it."""
 
-    info: _RoundInfo
-    active: _ActiveRound
-    session_id: bytes
-    held: dict[int, PeerShares]
+    session: _Session
     signed: tuple[int, ...]
     NAME: ClassVar[str] = "unmasking"
 
 
+@snapshot.state
+@dataclass
+class AwaitingNextRound(State):
+    """Multi-round session: a round is done; awaiting the next one's participants."""
+
+    session: _Session
+    NAME: ClassVar[str] = "next_round"
+
+
 def _check_session(
-    msg: SharesDelivered | UnmaskRequest | ConsistencyCheck | CertifiedUnmaskRequest,
+    msg: SharesDelivered | UnmaskRequest | ConsistencyCheck | CertifiedUnmaskRequest | NextRound,
     session_id: bytes,
 ) -> None:
     if msg.session_id != session_id:
@@ -290,6 +338,7 @@ class SecAggClient(ClientSession):
     TRANSITIONS: ClassVar = {
         (AwaitingRoundStart, RoundStart): "_on_round_start",
         (AdvertisingKeys, KeysAdvertised): "_on_keys_advertised",
+        (AdvertisingSessionKeys, KeysAdvertised): "_on_keys_advertised",
         (AdvertisingSignedKeys, Commitments): "_on_commitments",
         (AdvertisingSignedKeys, SignedKeysAdvertised): "_on_signed_keys",
         (Revealing, SignedKeysAdvertised): "_on_signed_keys",
@@ -297,6 +346,7 @@ class SecAggClient(ClientSession):
         (Unmasking, UnmaskRequest): "_on_unmask_request",
         (AwaitingConsistency, ConsistencyCheck): "_on_consistency_check",
         (CertifiedUnmasking, CertifiedUnmaskRequest): "_on_certified_unmask_request",
+        (AwaitingNextRound, NextRound): "_on_next_round",
     }
     SNAPSHOT_FIELDS: ClassVar = ("_input", "_encoded_input")
     proto: SecAgg
@@ -354,7 +404,7 @@ class SecAggClient(ClientSession):
             raise LocalProtocolError("input already provided")
         if self.finished or isinstance(
             self._state, (Unmasking, AwaitingConsistency, CertifiedUnmasking)
-        ):
+        ):  # in a multi-round session the next round's input may come in AwaitingNextRound
             raise LocalProtocolError(f"too late for an input: session is in stage {self.stage!r}")
         self._input, self._encoded_input = x, ring
         if isinstance(self._state, CollectingInput):
@@ -390,13 +440,21 @@ class SecAggClient(ClientSession):
             encoder=encoder,
         )
         channel = keys.KeyPair.generate(self._rng)
-        mask = keys.KeyPair.generate(self._rng)
-        self._state = AdvertisingKeys(info, channel, mask)
+        masks = self._mask_pairs()
+        self._state = (
+            AdvertisingKeys(info, channel, masks[0])
+            if len(masks) == 1
+            else AdvertisingSessionKeys(info, channel, masks)
+        )
         return [
             AdvertiseKeys(
-                self.client_id, wire.SERVER, self.round, channel.public_bytes, mask.public_bytes
+                self.client_id, wire.SERVER, self.round, channel.public_bytes, _run(masks)
             )
         ]
+
+    def _mask_pairs(self) -> tuple[keys.KeyPair, ...]:
+        """One fresh mask key pair per session round (see "Multi-round sessions")."""
+        return tuple(keys.KeyPair.generate(self._rng) for _ in range(self.proto.rounds))
 
     def _round_info(self, client_ids: tuple[int, ...], seed: bytes) -> _RoundInfo:
         """Neighbours, threshold and encoder of this round (graph from ``seed``)."""
@@ -432,16 +490,16 @@ class SecAggClient(ClientSession):
         self._round_info(cohort, msg.nonce)
         rid = d.round_id(self._config_digest, msg.nonce, self.round, cohort)
         channel = keys.KeyPair.generate(self._rng)
-        mask = keys.KeyPair.generate(self._rng)
+        masks = self._mask_pairs()
         if self.proto.seeds_graph:
             randomness = self._rng.bytes(32)
             commit = d.commitment(rid, self.client_id, randomness)
         else:
             randomness, commit = bytes(32), d.NO_COMMITMENT
-        payload = d.advert_payload(self.client_id, channel.public_bytes, mask.public_bytes, commit)
+        payload = d.advert_payload(self.client_id, channel.public_bytes, _run(masks), commit)
         signature = self._identity.sign_statement(self._statement(ADVERTISE_CONTEXT, rid, payload))
         self._state = AdvertisingSignedKeys(
-            _ActiveRound(cohort, rid), msg.nonce, channel, mask, randomness, commit
+            _ActiveRound(cohort, rid), msg.nonce, channel, masks, randomness, commit
         )
         return [
             SignedAdvertiseKeys(
@@ -449,7 +507,7 @@ class SecAggClient(ClientSession):
                 wire.SERVER,
                 self.round,
                 channel.public_bytes,
-                mask.public_bytes,
+                _run(masks),
                 commit,
                 signature,
             )
@@ -465,7 +523,7 @@ class SecAggClient(ClientSession):
             raise RemoteProtocolError("the commitment list does not carry this client's commitment")
         if not set(commitments) <= set(st.active.cohort):
             raise RemoteProtocolError("the commitment list names clients outside the round")
-        self._state = Revealing(st.active, st.channel, st.mask, st.randomness, commitments)
+        self._state = Revealing(st.active, st.channel, st.masks, st.randomness, commitments)
         return [
             Reveal(self.client_id, wire.SERVER, self.round, st.randomness, st.active.round_id)
         ]
@@ -515,38 +573,44 @@ class SecAggClient(ClientSession):
             except SignatureError as exc:
                 raise RemoteProtocolError(f"client {cid}'s key advertisement: {exc}") from exc
         triples = tuple((cid, c_pk, s_pk) for cid, c_pk, s_pk, _, _ in msg.keys)
-        return self._share_keys(
-            info, st.channel, st.mask, msg.session_id, triples, active
-        )
+        return self._share_keys(info, st.channel, st.masks, msg.session_id, triples, active)
 
     # -- round 1: check the keys, share -------------------------------------------
     def _on_keys_advertised(self, msg: KeysAdvertised) -> list[Message]:
         st = self._state
-        assert isinstance(st, AdvertisingKeys)
-        return self._share_keys(st.info, st.channel, st.mask, msg.session_id, msg.keys, None)
+        assert isinstance(st, (AdvertisingKeys, AdvertisingSessionKeys))
+        return self._share_keys(st.info, st.channel, st.masks, msg.session_id, msg.keys, None)
 
     def _share_keys(
         self,
         info: _RoundInfo,
         channel: keys.KeyPair,
-        mask: keys.KeyPair,
+        masks: tuple[keys.KeyPair, ...],
         sid: bytes,
         triples: tuple[tuple[int, bytes, bytes], ...],
         active: _ActiveRound | None,
     ) -> list[Message]:
         """Check the key list, then split and encrypt the shares (Bonawitz et al. 2017, round 1)."""
         entries = {cid: (c_pk, s_pk) for cid, c_pk, s_pk in triples}
+        rounds = self.proto.rounds
         # Before anything is derived from them: a small-order or non-canonical key
         # would force a known shared secret (the server should have refused it).
         for cid, c_pk, s_pk in triples:
-            for what, public in (("channel", c_pk), ("mask", s_pk)):
+            if len(s_pk) != 32 * rounds:
+                raise RemoteProtocolError(
+                    f"client {cid} advertised {len(s_pk) // 32} mask keys; the session has "
+                    f"{rounds} rounds"
+                )
+            labelled = [(d.key_label(i, rounds), k) for i, k in enumerate(d.mask_keys(s_pk))]
+            for what, public in (("channel", c_pk), *labelled):
                 try:
                     keys.check_public_key(public)
                 except InvalidKeyError as exc:
                     raise RemoteProtocolError(
                         f"the server forwarded an invalid {what} key of client {cid}: {exc}"
                     ) from exc
-        if entries.get(self.client_id) != (channel.public_bytes, mask.public_bytes):
+        own_keys = (channel.public_bytes, _run(masks))
+        if entries.get(self.client_id) != own_keys:
             raise RemoteProtocolError("the key list does not carry this client's own keys")
         strangers = set(entries) - info.neighbours - {self.client_id}
         if strangers:
@@ -555,7 +619,7 @@ class SecAggClient(ClientSession):
             raise RemoteProtocolError(
                 f"only {len(entries)} clients advertised keys in this client's group; threshold is {info.threshold}"
             )
-        all_keys = [k for pair in entries.values() for k in pair]
+        all_keys = [k for c_pk, s_pk in entries.values() for k in (c_pk, *d.mask_keys(s_pk))]
         if len(set(all_keys)) != len(all_keys):
             raise RemoteProtocolError("the key list repeats a public key")
         if len(info.neighbours) + 1 == info.n_clients and not (active and self.proto.seeds_graph):
@@ -565,26 +629,26 @@ class SecAggClient(ClientSession):
             if expected != sid:
                 raise RemoteProtocolError("session id does not match the advertised keys")
         peer_keys = {cid: ks for cid, ks in entries.items() if cid != self.client_id}
-        self_mask_seed = self._rng.bytes(32)
+        # One self-mask seed and one mask key per round, each shared on its own, so
+        # that round r's unmasking reveals nothing about another round's masks.
+        seeds = tuple(self._rng.bytes(32) for _ in range(rounds))
         holders = sorted(entries)
         shares = shamir.split_many(
-            [self_mask_seed, mask.private_bytes()],
+            [*seeds, *(pair.private_bytes() for pair in masks)],
             info.threshold,
             [cid + 1 for cid in holders],
             rng=self._rng,
         )
-        own_keys = (channel.public_bytes, mask.public_bytes)
         envelopes = []
         contexts, channel_keys = {}, {}
         for peer in holders:
             if peer == self.client_id:
                 continue
-            b_share, sk_share = shares[peer + 1]
             context = contexts[peer] = d.pair_context(
                 sid, self.client_id, own_keys, peer, peer_keys[peer]
             )
             key = channel_keys[peer] = d.channel_key(channel, peer_keys[peer][0], context)
-            plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b_share + sk_share
+            plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b"".join(shares[peer + 1])
             envelopes.append(
                 (
                     peer,
@@ -596,29 +660,29 @@ class SecAggClient(ClientSession):
                     ),
                 )
             )
-        own_b, own_sk = shares[self.client_id + 1]
-        self._state = SharingKeys(
+        own = shares[self.client_id + 1]
+        session = _Session(
             info,
-            channel,
-            mask,
             sid,
+            masks,
             peer_keys,
             contexts,
-            channel_keys,
-            self_mask_seed,
-            PeerShares(own_b, own_sk),
+            seeds,
+            {self.client_id: PeerShares(tuple(own[:rounds]), tuple(own[rounds:]))},
             active,
         )
+        self._state = SharingKeys(session, channel_keys)
         return [ShareKeys(self.client_id, wire.SERVER, self.round, tuple(envelopes), sid)]
 
     def _on_shares_delivered(self, msg: SharesDelivered) -> list[Message]:
         st = self._state
         assert isinstance(st, SharingKeys)
-        _check_session(msg, st.session_id)
-        held = {self.client_id: st.own}
+        session = st.session
+        _check_session(msg, session.session_id)
+        held = dict(session.held)
         failed: list[int] = []
         for sender, blob in msg.envelopes:
-            if sender not in st.peer_keys:
+            if sender not in session.peer_keys:
                 raise RemoteProtocolError(
                     f"shares from {sender}, who advertised no keys to this client"
                 )
@@ -634,61 +698,66 @@ class SecAggClient(ClientSession):
                 f"share envelopes from {failed} did not open; at most {MAX_FAILED_ENVELOPES} "
                 "peer may be reported"
             )
-        if len(held) < st.info.threshold:
+        if len(held) < session.info.threshold:
             raise RemoteProtocolError(
-                f"only {len(held)} share holders in this client's group; threshold is {st.info.threshold}"
+                f"only {len(held)} share holders in this client's group; threshold is {session.info.threshold}"
             )
-        self._state = CollectingInput(
-            st.info,
-            st.mask,
-            st.session_id,
-            st.peer_keys,
-            st.contexts,
-            st.self_mask_seed,
-            held,
-            tuple(failed),
-            st.active,
-        )
-        if self._input is None and self._encoded_input is None:
-            return []
-        return self._send_masked_input(self._state)
+        session.held = held
+        self._state = CollectingInput(session, tuple(failed))
+        return self._masked_input_if_ready()
 
     def _open_envelope(self, st: SharingKeys, sender: int, blob: bytes) -> PeerShares | None:
-        """The two shares in ``sender``'s envelope, or None if it does not open or is malformed."""
+        """The shares in ``sender``'s envelope, or None if it does not open or is malformed."""
         try:
             plaintext = aead.decrypt(
                 st.channel_keys[sender],
                 blob,
-                associated_data=d.envelope_ad(sender, self.client_id, self.round, st.session_id),
+                associated_data=d.envelope_ad(
+                    sender, self.client_id, self.round, st.session.session_id
+                ),
             )
         except DecryptionError:
             return None
-        if len(plaintext) != ENVELOPE_PLAINTEXT_BYTES or _ENVELOPE_HEADER.unpack_from(
-            plaintext
-        ) != (sender, self.client_id):
+        rounds = self.proto.rounds
+        if len(plaintext) != _ENVELOPE_HEADER.size + 2 * rounds * shamir.SHARE_BYTES or (
+            _ENVELOPE_HEADER.unpack_from(plaintext) != (sender, self.client_id)
+        ):
             return None
         body = plaintext[_ENVELOPE_HEADER.size :]
-        return PeerShares(body[: shamir.SHARE_BYTES], body[shamir.SHARE_BYTES :])
+        parts = [
+            body[i * shamir.SHARE_BYTES : (i + 1) * shamir.SHARE_BYTES] for i in range(2 * rounds)
+        ]
+        return PeerShares(tuple(parts[:rounds]), tuple(parts[rounds:]))
+
+    def _masked_input_if_ready(self) -> list[Message]:
+        assert isinstance(self._state, CollectingInput)
+        if self._input is None and self._encoded_input is None:
+            return []
+        return self._send_masked_input(self._state)
 
     def _send_masked_input(self, st: CollectingInput) -> list[Message]:
-        bits = st.info.encoder.bits
+        session = st.session
+        r = session.index
+        bits = session.info.encoder.bits
         masked = prg.MaskSum(self.dim, bits)
         if self._encoded_input is not None:
             masked.add_words(self._encoded_input)
         else:
             assert self._input is not None
-            masked.add_words(st.info.encoder.encode(self._input, self._rng))
-        d.add_self_mask(masked, st.self_mask_seed, st.session_id, self.client_id)
-        for peer in st.held:
-            if peer == self.client_id:
+            masked.add_words(session.info.encoder.encode(self._input, self._rng))
+        d.add_self_mask(masked, session.self_mask_seeds[r], session.session_id, self.client_id)
+        for peer, record in session.held.items():
+            # This round's participants: every peer still HOLDING (the others left or dropped).
+            if peer == self.client_id or record.status is not PeerStatus.HOLDING:
                 continue
-            context = st.contexts[peer]
-            secret = d.pairwise_secret(st.mask, st.peer_keys[peer][1], context)
+            context = d.round_context(session.contexts[peer], r)
+            peer_mask = d.mask_key(session.peer_keys[peer][1], r)
+            secret = d.pairwise_secret(session.masks[r], peer_mask, context)
             d.add_pairwise_mask(masked, secret, context, self.client_id, peer)
-        if st.active is None:
-            self._state: State = Unmasking(st.info, st.session_id, st.held)
+        if session.active is None:
+            self._state: State = Unmasking(session)
         else:
-            self._state = AwaitingConsistency(st.info, st.active, st.session_id, st.held)
+            self._state = AwaitingConsistency(session)
         return [
             MaskedInput(
                 self.client_id,
@@ -696,93 +765,142 @@ class SecAggClient(ClientSession):
                 self.round,
                 wire.RingVector(bits, masked.result()),
                 st.failed,
-                st.session_id,
+                session.session_id,
             )
         ]
 
     def _on_unmask_request(self, msg: UnmaskRequest) -> list[Message]:
         st = self._state
         assert isinstance(st, Unmasking)
-        _check_session(msg, st.session_id)
+        session = st.session
+        _check_session(msg, session.session_id)
         survivors, dropped = set(msg.survivors), set(msg.dropped)
         if survivors & dropped:
             raise RemoteProtocolError(
                 f"clients {sorted(survivors & dropped)} listed as both survived and dropped"
             )
         named = survivors | dropped
-        if named != set(st.held):
+        if named != _participants(session):
             raise RemoteProtocolError(
-                "the unmasking request must settle exactly the peers whose shares this client holds"
+                "the unmasking request must settle exactly this round's peers whose shares "
+                "this client holds"
             )
         if self.client_id in dropped:
             # Its own mask-key share with t - 1 others would give its input away.
             raise RemoteProtocolError("the unmasking request names this client itself as dropped")
-        if len(survivors) < st.info.threshold:
+        if len(survivors) < session.info.threshold:
             raise RemoteProtocolError(
-                f"only {len(survivors)} survivors in this client's group; threshold is {st.info.threshold}"
+                f"only {len(survivors)} survivors in this client's group; threshold is {session.info.threshold}"
             )
-        return self._reveal(st.info, st.session_id, st.held, survivors)
+        return self._reveal(session, survivors)
 
-    def _reveal(
-        self, info: _RoundInfo, sid: bytes, held: dict[int, PeerShares], survivors: set[int]
-    ) -> list[Message]:
-        """Settle every held peer from ``survivors`` and send the one share each allows."""
-        for peer, record in held.items():
+    def _reveal(self, session: _Session, survivors: set[int]) -> list[Message]:
+        """Settle this round's peers from ``survivors`` and send the one share each allows."""
+        settled = sorted(_participants(session))
+        for peer in settled:
+            record = session.held[peer]
             record.settle(PeerStatus.SURVIVED if peer in survivors else PeerStatus.DROPPED)
         self_mask_shares: list[tuple[int, bytes]] = []
         mask_key_shares: list[tuple[int, bytes]] = []
-        for peer in sorted(held):
-            status, share = held[peer].revealable()
+        for peer in settled:
+            status, share = session.held[peer].revealable()
             (self_mask_shares if status is PeerStatus.SURVIVED else mask_key_shares).append(
                 (peer, share)
             )
-        self._state = Completed()
-        return [
-            UnmaskResponse(
-                self.client_id,
-                wire.SERVER,
-                self.round,
-                tuple(self_mask_shares),
-                tuple(mask_key_shares),
-                sid,
+        response = UnmaskResponse(
+            self.client_id,
+            wire.SERVER,
+            self.round,
+            tuple(self_mask_shares),
+            tuple(mask_key_shares),
+            session.session_id,
+        )
+        if session.index + 1 < self.proto.rounds:
+            # The next round's messages carry the next round number; this round's are refused.
+            self.round += 1
+            session.index += 1
+            self._input = self._encoded_input = None
+            self._state = AwaitingNextRound(session)
+        else:
+            self._state = Completed()
+        return [response]
+
+    # -- multi-round sessions: the next round ----------------------------------------
+    def _on_next_round(self, msg: NextRound) -> list[Message]:
+        st = self._state
+        assert isinstance(st, AwaitingNextRound)
+        session = st.session
+        _check_session(msg, session.session_id)
+        participants = set(msg.participants)
+        if self.client_id not in participants:
+            raise RemoteProtocolError("the next round's participants leave out this client")
+        # Only peers that survived every round so far may take part: a peer whose
+        # mask key was rebuilt (DROPPED) or that left never comes back.
+        alive = {peer for peer, record in session.held.items() if record.alive}
+        if not participants <= alive:
+            raise RemoteProtocolError(
+                f"the next round names {sorted(participants - alive)[:10]}, who dropped or left "
+                "earlier in the session (or whose shares this client does not hold)"
             )
-        ]
+        if len(participants) < session.info.threshold:
+            raise RemoteProtocolError(
+                f"only {len(participants)} participants in this client's group; threshold is "
+                f"{session.info.threshold}: the session is over"
+            )
+        for peer in sorted(alive):
+            if peer in participants:
+                session.held[peer].next_round()
+            else:
+                session.held[peer].leave()
+        self._state = CollectingInput(session)
+        return self._masked_input_if_ready()
 
     # -- the actively secure variant: the consistency check (Bonawitz et al. 2017, Fig. 4) --
     def _on_consistency_check(self, msg: ConsistencyCheck) -> list[Message]:
         st = self._state
         assert isinstance(st, AwaitingConsistency)
-        _check_session(msg, st.session_id)
+        session = st.session
+        assert session.active is not None
+        _check_session(msg, session.session_id)
         survivors = set(msg.survivors)
         if self.client_id not in survivors:
             raise RemoteProtocolError("the survivor set leaves out this client, which sent its input")
-        if not survivors <= set(st.active.cohort):
+        if not survivors <= set(session.active.cohort):
             raise RemoteProtocolError("the survivor set names clients outside the round")
-        group = st.info.neighbours | {self.client_id}
-        if len(survivors & group) < st.info.threshold:
+        group = session.info.neighbours | {self.client_id}
+        if len(survivors & group) < session.info.threshold:
             raise RemoteProtocolError(
                 f"only {len(survivors & group)} survivors in this client's group; "
-                f"threshold is {st.info.threshold}"
+                f"threshold is {session.info.threshold}"
             )
         assert self._identity is not None
         signature = self._identity.sign_statement(
-            self._statement(CONSISTENCY_CONTEXT, st.session_id, d.survivor_payload(msg.survivors))
+            self._statement(
+                CONSISTENCY_CONTEXT, session.session_id, d.survivor_payload(msg.survivors)
+            )
         )
-        # The state moves on: this session signs no other set.
-        self._state = CertifiedUnmasking(st.info, st.active, st.session_id, st.held, msg.survivors)
+        # The state moves on: this session signs no other set in this round (the
+        # statement binds the round number, so each round's set is signed once).
+        self._state = CertifiedUnmasking(session, msg.survivors)
         return [
-            ConsistencySignature(self.client_id, wire.SERVER, self.round, signature, st.session_id)
+            ConsistencySignature(
+                self.client_id, wire.SERVER, self.round, signature, session.session_id
+            )
         ]
 
     def _on_certified_unmask_request(self, msg: CertifiedUnmaskRequest) -> list[Message]:
         st = self._state
         assert isinstance(st, CertifiedUnmasking)
-        _check_session(msg, st.session_id)
+        session = st.session
+        assert session.active is not None
+        _check_session(msg, session.session_id)
         if msg.survivors != st.signed:
             raise RemoteProtocolError("the unmasking request is for another set than the one signed")
         from .config import consistency_committee  # config imports this module
 
-        members, needed = consistency_committee(self.proto, st.active.cohort, st.info.nonce)
+        members, needed = consistency_committee(
+            self.proto, session.active.cohort, session.info.nonce
+        )
         signers = [cid for cid, _ in msg.signatures]
         if len(signers) < needed:
             raise RemoteProtocolError(
@@ -790,11 +908,23 @@ class SecAggClient(ClientSession):
             )
         if not set(signers) <= members:
             raise RemoteProtocolError("a consistency signature from outside the committee")
-        statement = self._statement(CONSISTENCY_CONTEXT, st.session_id, d.survivor_payload(st.signed))
+        statement = self._statement(
+            CONSISTENCY_CONTEXT, session.session_id, d.survivor_payload(st.signed)
+        )
         assert self.proto.roster is not None
         for cid, signature in msg.signatures:  # distinct: the wire keeps ids strictly increasing
             try:
                 self.proto.roster.verify_statement(cid, signature, statement)
             except SignatureError as exc:
                 raise RemoteProtocolError(f"client {cid}'s consistency signature: {exc}") from exc
-        return self._reveal(st.info, st.session_id, st.held, set(st.signed))
+        return self._reveal(session, set(st.signed))
+
+
+def _run(masks: tuple[keys.KeyPair, ...]) -> bytes:
+    """The advertised mask keys: one 32-byte public key per session round."""
+    return b"".join(pair.public_bytes for pair in masks)
+
+
+def _participants(session: _Session) -> set[int]:
+    """This round's group members (this client included) whose shares this client holds."""
+    return {peer for peer, record in session.held.items() if record.status is PeerStatus.HOLDING}

@@ -13,6 +13,7 @@ from secagg.encoding import FixedPointEncoder
 from secagg.identity import IdentityKeyPair, Roster
 from secagg.randomness import RandomSource
 
+from .. import wire
 from ..base import AggregationProtocol, check_positive, check_threshold, resolve_threshold
 from ..cost import CostEstimate
 from ..errors import LocalProtocolError
@@ -51,7 +52,7 @@ def consistency_committee(
 
     The one definition, used by the server (it waits for that many committee
     signatures) and by the client (it reveals nothing with fewer). Honest
-    clients sign at most one set per session, so two different sets can both
+    clients sign at most one set per round of a session, so two different sets can both
     reach T_sig only if at least ``2 T_sig - m`` of the m signers are corrupt:
 
     * SecAgg (complete graph): every client, T_sig = t, the active threshold
@@ -132,6 +133,12 @@ class SecAgg(AggregationProtocol):
             to run such a round too. Default 2 (no round of one client).
         roster: client id -> Ed25519 identity key: the actively secure variant.
         semi_honest: True for the semi-honest variant (no roster allowed).
+        rounds: aggregation rounds one session runs after a single key setup
+            (:mod:`protocols.secagg.client`, "Multi-round sessions"): each client advertises one
+            mask key per round and shares one self-mask seed and one mask key
+            per round, and every round after the first costs only the masked
+            input and the unmasking (plus the consistency check when active).
+            1 (the default) is the single-round protocol.
     """
 
     threshold: float | int | None = None
@@ -141,6 +148,7 @@ class SecAgg(AggregationProtocol):
     min_clients: int = 2
     roster: Roster | None = None
     semi_honest: bool = False
+    rounds: int = 1
 
     NAME: ClassVar[str] = "secagg"
     # "reveal" (active SecAgg+) and "consistency" (active) are stages of the actively
@@ -153,6 +161,7 @@ class SecAgg(AggregationProtocol):
         "consistency",
         "unmasking",
     )
+    SETUP_STAGES: ClassVar[tuple[str, ...]] = ("advertise_keys", "reveal", "share_keys")
     QUANTIZATION_BITS: ClassVar[tuple[int, int] | None] = (2, 64)
     # The masked sum is exact in Z_{2^bits}: clients may hand in ring elements
     # (provide_encoded_input) and the result carries integer_total.
@@ -185,6 +194,14 @@ class SecAgg(AggregationProtocol):
             or not 1 <= self.min_clients < 2**32
         ):
             raise ValueError(f"min_clients must be an int >= 1, got {self.min_clients!r}")
+        if (
+            isinstance(self.rounds, bool)
+            or not isinstance(self.rounds, int)
+            or not 1 <= self.rounds <= wire.MAX_KEY_RUN
+        ):
+            raise ValueError(
+                f"rounds must be an int in [1, {wire.MAX_KEY_RUN}], got {self.rounds!r}"
+            )
 
     def _check_threshold(self) -> None:
         if self.threshold is not None:  # None: the variant's default
@@ -204,6 +221,12 @@ class SecAgg(AggregationProtocol):
         if self.semi_honest:
             return 4
         return 5 + self.CLIENT_SEEDED_GRAPH
+
+    @property
+    def round_trips_after_setup(self) -> int:
+        """Round trips of each round of a multi-round session after its first: the
+        masked input and the unmasking, plus the consistency check when active."""
+        return 2 if self.semi_honest else 3
 
     @property
     def minimum_cohort(self) -> int:
@@ -316,6 +339,8 @@ class SecAgg(AggregationProtocol):
         # The semi-honest digest is the one configs had before variants existed (its
         # snapshots still restore); the others add the variant, and the roster digest
         # (cached by the Roster), so parties with different rosters refuse each other.
+        if self.rounds != 1:  # a single-round config keeps the digest it always had
+            fields = (*fields, b"rounds", struct.pack(">I", self.rounds))
         if self.roster is not None:
             return (*fields, ACTIVE.encode(), self.roster.digest)
         if not self.semi_honest:

@@ -11,6 +11,9 @@ replayed into another:
   and cannot recompute ``session_id`` itself, so this keeps a pairwise secret
   tied to the exact keys it was agreed from.
 - AEAD associated data binds sender, receiver, round and session id.
+- A multi-round session (``SecAgg.rounds`` > 1) agrees each round's pairwise
+  secret from that round's own mask keys and binds it to the round index
+  (:func:`round_context`), so no two rounds share a mask.
 
 The actively secure variant adds (Bonawitz et al., CCS 2017, Fig. 4; Bell et
 al., CCS 2020):
@@ -43,8 +46,12 @@ __all__ = [
     "envelope_ad",
     "graph_seed",
     "graph_session_id",
+    "key_label",
+    "mask_key",
+    "mask_keys",
     "pair_context",
     "pairwise_secret",
+    "round_context",
     "round_id",
     "session_id",
     "signed_pairwise_mask",
@@ -73,6 +80,30 @@ def pair_context(
     return hashlib.sha256(
         length_prefixed(b"secagg-fl/pair", sid, _ID.pack(a), *a_keys, _ID.pack(b), *b_keys)
     ).digest()
+
+
+def round_context(context: bytes, index: int) -> bytes:
+    """The pair context of round ``index`` (0-based) of a session: what its pairwise
+    secret and mask are derived under."""
+    return _hash(b"round-pair", context, struct.pack(">I", index))
+
+
+def mask_keys(run: bytes) -> list[bytes]:
+    """The keys of an advertised run of mask keys, round 0 first."""
+    return [run[i : i + 32] for i in range(0, len(run), 32)]
+
+
+def key_label(index: int, rounds: int) -> str:
+    """How errors name round ``index``'s mask key."""
+    return "mask" if rounds == 1 else f"mask (round {index})"
+
+
+def mask_key(run: bytes, index: int) -> bytes:
+    """Round ``index``'s mask public key in an advertised run (one 32-byte key per round)."""
+    key = run[32 * index : 32 * index + 32]
+    if len(key) != 32:
+        raise ValueError(f"no mask key for round {index} in a run of {len(run) // 32}")
+    return key
 
 
 def channel_key(own: keys.KeyPair, peer_public: bytes, context: bytes) -> bytes:

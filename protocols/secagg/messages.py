@@ -34,6 +34,7 @@ __all__ = [
     "ConsistencySignature",
     "KeysAdvertised",
     "MaskedInput",
+    "NextRound",
     "Reveal",
     "ShareKeys",
     "SharesDelivered",
@@ -47,7 +48,11 @@ __all__ = [
 @register
 @dataclass(frozen=True, eq=False)
 class AdvertiseKeys(Message):
-    """Client → server: the client's channel and mask public keys (X25519)."""
+    """Client → server: the client's channel and mask public keys (X25519).
+
+    ``mask_public_key`` holds one 32-byte mask key per round of the session
+    (``SecAgg.rounds``; one in a single-round session), back to back.
+    """
 
     channel_public_key: bytes
     mask_public_key: bytes
@@ -56,7 +61,7 @@ class AdvertiseKeys(Message):
     STAGE: ClassVar[str] = "advertise_keys"
     SCHEMA: ClassVar = (
         ("channel_public_key", wire.Fixed(32)),
-        ("mask_public_key", wire.Fixed(32)),
+        ("mask_public_key", wire.KEY_RUN),
     )
 
 
@@ -167,6 +172,25 @@ class UnmaskResponse(Message):
     )
 
 
+@register
+@dataclass(frozen=True, eq=False)
+class NextRound(Message):
+    """Server → client (multi-round session): the next round begins, with these participants.
+
+    ``participants`` are the recipient's sharing group members (itself
+    included) that take part in the round; the header carries the round
+    number. The client answers with its :class:`MaskedInput` once it has the
+    round's input; it refuses a participant that dropped or left earlier.
+    """
+
+    participants: tuple[int, ...]
+    session_id: bytes
+
+    TYPE: ClassVar[int] = 30
+    STAGE: ClassVar[str] = "masked_input"
+    SCHEMA: ClassVar = (("participants", wire.IDS), ("session_id", wire.Fixed(32)))
+
+
 # -- the actively secure variant ----------------------------------------------------
 
 
@@ -191,7 +215,7 @@ class SignedAdvertiseKeys(Message):
     STAGE: ClassVar[str] = "advertise_keys"
     SCHEMA: ClassVar = (
         ("channel_public_key", wire.Fixed(32)),
-        ("mask_public_key", wire.Fixed(32)),
+        ("mask_public_key", wire.KEY_RUN),
         ("commitment", wire.Fixed(32)),
         ("signature", wire.Fixed(64)),
     )

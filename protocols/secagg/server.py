@@ -102,7 +102,7 @@ from secagg.randomness import RandomSource, default_rng
 
 from .. import wire
 from ..base import Completed, ServerResult, ServerSession, State
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..events import DeadlinePassed
 from ..messages import Abort, Message, RoundStart
 from . import derivation as d
@@ -115,6 +115,7 @@ from .messages import (
     ConsistencySignature,
     KeysAdvertised,
     MaskedInput,
+    NextRound,
     Reveal,
     ShareKeys,
     SharesDelivered,
@@ -211,6 +212,18 @@ class CollectingSignatures(State):
 
 
 @dataclass
+class RoundCompleted(Completed):
+    """Multi-round session: a round's result is out; ``start()`` begins the next round.
+
+    ``alive`` are the clients that answered this round's unmasking: only they
+    may take part in the next round.
+    """
+
+    alive: frozenset[int] = frozenset()
+    NAME: ClassVar[str] = "round_completed"
+
+
+@dataclass
 class CollectingUnmasking(State):
     keys: Keys
     session_id: bytes
@@ -275,6 +288,12 @@ class SecAggServer(ServerSession):
         #: Clients caught deviating this round, with what they did (a wrong share,
         #: a reported envelope). Refused messages are not listed: the driver sees those.
         self.blame: dict[int, str] = {}
+        #: The session round in progress (0-based; ``round`` is the first round's number
+        #: plus this). A multi-round session (``proto.rounds`` > 1) keeps its keys,
+        #: shares and graph for every round.
+        self.index = 0
+        self._keys: Keys = {}
+        self._session_id = b""
 
     def _initial_state(self) -> State:
         return NotStarted()
@@ -354,7 +373,7 @@ class SecAggServer(ServerSession):
         st = self._state
         assert isinstance(st, CollectingKeys)
         self._expect_new(msg.sender, self.client_ids, st.advertised)
-        _check_keys(msg)
+        _check_keys(msg, self.proto.rounds)
         st.advertised[msg.sender] = (msg.channel_public_key, msg.mask_public_key)
         if len(st.advertised) == len(self.client_ids):
             return self.close_stage()
@@ -364,7 +383,7 @@ class SecAggServer(ServerSession):
         st = self._state
         assert isinstance(st, CollectingSignedKeys)
         self._expect_new(msg.sender, self.client_ids, st.advertised)
-        _check_keys(msg)
+        _check_keys(msg, self.proto.rounds)
         if not self.proto.seeds_graph and msg.commitment != d.NO_COMMITMENT:
             raise RemoteProtocolError(f"client {msg.sender} committed to a seed SecAgg has none of")
         payload = d.advert_payload(
@@ -444,8 +463,10 @@ class SecAggServer(ServerSession):
         """Send every remaining client its group's keys (signed ones with their signatures)."""
         # A key advertised by two clients (a copied key) would let one decrypt the
         # other's envelopes: neither takes part.
-        uses = Counter(k for pair in advertised.values() for k in pair)
-        honest = {cid for cid, pair in advertised.items() if all(uses[k] == 1 for k in pair)}
+        uses = Counter(k for pair in advertised.values() for k in _all_keys(pair))
+        honest = {
+            cid for cid, pair in advertised.items() if all(uses[k] == 1 for k in _all_keys(pair))
+        }
         alive = self._prune(honest)
         excluded = set(advertised) - alive
         if not alive:
@@ -480,6 +501,7 @@ class SecAggServer(ServerSession):
         out += self._exclude(excluded, "too few neighbours advertised keys")
         # Clients that missed the deadline are told too, so none waits forever.
         out += self._exclude(set(self.client_ids) - set(advertised), "no keys before the deadline")
+        self._keys, self._session_id = keys_u1, sid
         self._state = CollectingShares(keys_u1, sid)
         return out
 
@@ -536,6 +558,11 @@ class SecAggServer(ServerSession):
                 f"expected {self.dim} in Z_2^{self.encoder.bits}"
             )
         delivered = (self.neighbours[msg.sender] & st.sharers) - {msg.sender}
+        if msg.failed and self.index:
+            raise RemoteProtocolError(
+                f"client {msg.sender} reports envelopes in round {self.index} of the session; "
+                "envelopes are opened once, at the key setup"
+            )
         if not set(msg.failed) <= delivered:
             raise RemoteProtocolError(
                 f"client {msg.sender} reports envelopes from {sorted(set(msg.failed) - delivered)}, "
@@ -712,6 +739,7 @@ class SecAggServer(ServerSession):
             self._abort(str(exc))
             return []
         bits = self.encoder.bits
+        r = self.index
         acc = prg.MaskSum(self.dim, bits)
         for cid in st.survivors:
             acc.add_words(st.masked[cid])
@@ -721,13 +749,15 @@ class SecAggServer(ServerSession):
                 pair = keys.KeyPair.from_private_bytes(secret)
             except ValueError:
                 pair = None
-            if pair is None or pair.public_bytes != st.keys[v][1]:
+            if pair is None or pair.public_bytes != d.mask_key(st.keys[v][1], r):
                 self._abort(f"reconstructed mask key of client {v} does not match its public key")
                 return []
             for u in sorted(self._masked_with(st.failed, v, st.survivors)):
-                context = d.pair_context(st.session_id, u, st.keys[u], v, st.keys[v])
+                context = d.round_context(
+                    d.pair_context(st.session_id, u, st.keys[u], v, st.keys[v]), r
+                )
                 # y_u carries u's signed mask with v; take it back out.
-                secret_uv = d.pairwise_secret(pair, st.keys[u][1], context)
+                secret_uv = d.pairwise_secret(pair, d.mask_key(st.keys[u][1], r), context)
                 d.add_pairwise_mask(acc, secret_uv, context, u, v, remove=True)
         total = acc.result()
         integers = self.encoder.decode_integers(total)
@@ -737,8 +767,87 @@ class SecAggServer(ServerSession):
             integer_total=integers,
             scale=self.encoder.scale,
         )
-        self._state = Completed()
+        if r + 1 < self.proto.rounds:
+            self._state = RoundCompleted(frozenset(st.responses))
+        else:
+            self._state = Completed()
         return []
+
+    # -- multi-round sessions: the next round (module docstring, "Multi-round sessions") --
+    @property
+    def rounds_left(self) -> int:
+        """Rounds this session can still run after the current one, keys permitting."""
+        return self.proto.rounds - self.index - 1
+
+    def next_participants(self) -> tuple[frozenset[int], str | None]:
+        """Who would take part in the next round, and why the session cannot go on (or None).
+
+        The participants are the clients that answered the last unmasking,
+        pruned until every one of them keeps ``t + share_margin`` members of
+        its sharing group (the shares were split with that threshold at the
+        setup); the session is over when none remain, when fewer than
+        ``min_clients`` remain, when the consistency committee could no longer
+        certify a survivor set, or when its rounds are used up. A new setup
+        (a new session) follows.
+        """
+        st = self._state
+        if not isinstance(st, RoundCompleted):
+            return frozenset(), f"the server is in stage {self.stage!r}, not between rounds"
+        if self.rounds_left <= 0:
+            return frozenset(), f"the session's {self.proto.rounds} rounds are used up"
+        alive = self._prune(st.alive)
+        if len(alive) < max(self.proto.min_clients, 1):
+            return alive, (
+                f"{len(alive)} clients could take part in another round; the session needs "
+                f"{max(self.proto.min_clients, 1)} with t of each sharing group"
+            )
+        if self.proto.active:
+            members, needed = self._committee()
+            if len(alive & members) < needed:
+                return alive, (
+                    f"{len(alive & members)} consistency committee members are left; "
+                    f"{needed} must sign each round's survivor set"
+                )
+        return alive, None
+
+    def start(self) -> list[Message]:
+        """Begin the session (the key setup and its first round), or its next round.
+
+        A multi-round session between rounds starts the next one: every
+        participant (:meth:`next_participants`) is sent its group's
+        participants; clients left out are told they are out of the session.
+        :class:`LocalProtocolError` if the session cannot go on.
+        """
+        if not isinstance(self._state, RoundCompleted):
+            return super().start()
+        participants, reason = self.next_participants()
+        if reason is not None:
+            raise LocalProtocolError(f"no further round in this session: {reason}")
+        left_out = self._state.alive - participants
+        self.round += 1
+        self.index += 1
+        self.blame = {}
+        out: list[Message] = [
+            NextRound(
+                wire.SERVER,
+                cid,
+                self.round,
+                tuple(sorted(self._group(cid) & participants)),
+                self._session_id,
+            )
+            for cid in sorted(participants)
+        ]
+        out += [
+            Abort(
+                wire.SERVER,
+                cid,
+                self.round,
+                "excluded from the session: too few of its sharing group are left",
+            )
+            for cid in sorted(left_out)
+        ]
+        self._state = CollectingMaskedInputs(self._keys, self._session_id, participants)
+        return out
 
     def _reconstruct(
         self,
@@ -788,13 +897,28 @@ class SecAggServer(ServerSession):
         return secrets
 
 
-def _check_keys(msg: AdvertiseKeys | SignedAdvertiseKeys) -> None:
-    """Refuse a repeated, invalid or small-order X25519 key (the module docstring, "Keys")."""
-    if msg.channel_public_key == msg.mask_public_key:
+def _all_keys(pair: tuple[bytes, bytes]) -> list[bytes]:
+    """A client's channel key and each of its mask keys (one per session round)."""
+    channel, run = pair
+    return [channel, *d.mask_keys(run)]
+
+
+def _check_keys(msg: AdvertiseKeys | SignedAdvertiseKeys, rounds: int) -> None:
+    """Refuse a repeated, invalid or small-order X25519 key (the module docstring, "Keys"),
+    and a run of mask keys that is not one per session round."""
+    if len(msg.mask_public_key) != 32 * rounds:
+        raise RemoteProtocolError(
+            f"client {msg.sender} advertised {len(msg.mask_public_key) // 32} mask keys; the "
+            f"session has {rounds} rounds"
+        )
+    advertised = _all_keys((msg.channel_public_key, msg.mask_public_key))
+    if len(set(advertised)) != len(advertised):
         raise RemoteProtocolError(f"client {msg.sender} advertised the same key twice")
     # Refused here, so a small-order key never reaches (and never fails) a peer;
     # the client is left out of the round like one that advertised nothing.
-    for what, public in (("channel", msg.channel_public_key), ("mask", msg.mask_public_key)):
+    for what, public in zip(
+        ["channel", *(d.key_label(i, rounds) for i in range(rounds))], advertised, strict=True
+    ):
         try:
             keys.check_public_key(public)
         except InvalidKeyError as exc:

@@ -73,11 +73,15 @@ def id_pairs():
     )
 
 
-def key_triples():
+def key_records(after: tuple[int, ...]) -> st.SearchStrategy:
+    """(id, channel key, run of 1-3 mask keys, *fixed fields); one run length per list."""
     key = st.binary(min_size=32, max_size=32)
-    return sorted_ids.flatmap(
-        lambda keys: st.tuples(*[st.tuples(key, key) for _ in keys]).map(
-            lambda ks: tuple((cid, a, b) for cid, (a, b) in zip(keys, ks))
+    tail = st.tuples(*[st.binary(min_size=size, max_size=size) for size in after])
+    return st.integers(1, 3).flatmap(
+        lambda run: sorted_ids.flatmap(
+            lambda ids: st.tuples(
+                *[st.tuples(key, st.binary(min_size=32 * run, max_size=32 * run), tail) for _ in ids]
+            ).map(lambda rows: tuple((cid, a, b, *t) for cid, (a, b, t) in zip(ids, rows)))
         )
     )
 
@@ -85,7 +89,9 @@ def key_triples():
 def strategy_for(kind: wire.FieldKind) -> st.SearchStrategy:
     if isinstance(kind, wire.Fixed):
         return st.binary(min_size=kind.size, max_size=kind.size)
-    if isinstance(kind, wire.IdRecords):  # signatures, commitments, signed adverts
+    if isinstance(kind, wire.KeyRecords):  # key advertisements, signed or not
+        return key_records(kind.after)
+    if isinstance(kind, wire.IdRecords):  # signatures, commitments
         fields = [st.binary(min_size=size, max_size=size) for size in kind.sizes]
         return st.lists(st.tuples(*fields), max_size=5).flatmap(
             lambda rows: st.lists(
@@ -101,7 +107,7 @@ def strategy_for(kind: wire.FieldKind) -> st.SearchStrategy:
         id(wire.STR): st.text(max_size=40),
         id(wire.IDS): sorted_ids,
         id(wire.ID_PAIRS): id_pairs(),
-        id(wire.KEY_TRIPLES): key_triples(),
+        id(wire.KEY_RUN): st.integers(1, 4).flatmap(lambda n: st.binary(min_size=32 * n, max_size=32 * n)),
         id(wire.BLOBS): st.lists(small_bytes, max_size=6).map(tuple),
         id(wire.RING_VECTOR): ring_vectors(),
         id(wire.F64_VECTOR): st.lists(finite, max_size=24).map(
@@ -391,6 +397,7 @@ LENGTH_PREFIXED = {
         (wire.IDS, 0),
         (wire.ID_PAIRS, 0),
         (wire.KEY_TRIPLES, 0),
+        (wire.KEY_RUN, 0),
         (wire.BLOBS, 0),
         (wire.F64_VECTOR, 0),
         (wire.RING_VECTOR, 1),
@@ -400,8 +407,7 @@ LENGTH_PREFIXED = {
 
 @pytest.mark.parametrize(
     "msg",
-    # AdvertiseKeys has fixed-size fields only: nothing to lie about.
-    [m for m in sample_messages() if not isinstance(m, sm.AdvertiseKeys)],
+    sample_messages(),
     ids=lambda m: type(m).__name__,
 )
 def test_oversized_length_fields_are_rejected_without_allocating(msg):
