@@ -397,9 +397,10 @@ def simulate(
         A :class:`SimulationResult`. Raises :class:`ProtocolAborted` (with the
         server's reason) if the round aborts, e.g. too few clients survive.
     """
-    if getattr(proto, "rounds", 1) != 1:
+    rounds = getattr(proto, "rounds", 1)
+    if rounds != 1:
         raise LocalProtocolError(
-            f"{proto.NAME} with rounds={proto.rounds} is a multi-round session: "
+            f"{proto.NAME} with rounds={rounds} is a multi-round session: "
             "run it with protocols.SimulatedSession"
         )
     vectors, dim = _check_inputs(inputs)

@@ -329,7 +329,7 @@ class SecAgg(AggregationProtocol):
         return 0.5 if self.threshold is None else float(self.threshold)
 
     def _digest_fields(self) -> tuple[bytes, ...]:
-        fields = (
+        fields: tuple[bytes, ...] = (
             struct.pack(">d", self._threshold_field()),
             struct.pack(">B", self.bits),
             struct.pack(">d", float(self.clip)),
