@@ -5,6 +5,9 @@ States (the ``stage`` property names them)::
     round_start -> advertise_keys -> share_keys -> masked_input -> unmasking -> completed
                                                         (any) -> aborted
 
+(a multi-round session goes from unmasking to next_round and back to
+masked_input, see "Multi-round sessions" below).
+
 The client keeps, for every peer whose shares it holds, a :class:`PeerShares`
 record with a single :class:`PeerStatus`. The unmasking reply is derived from
 those statuses: a peer marked SURVIVED yields its self-mask share, a peer
@@ -44,6 +47,52 @@ and Fig. 4; Bell et al., CCS 2020) adds, in its own states::
   honest clients settle one peer differently, and the client itself, always
   in S, never reveals its own mask-key share (the semi-honest client refuses
   a request naming it dropped, too).
+
+Multi-round sessions
+--------------------
+With ``rounds=R`` one key setup serves R aggregation rounds (after Flamingo,
+Ma et al., IEEE S&P 2023, which also keeps one setup for many rounds; the
+construction here is this library's own, within the Bonawitz et al. family)::
+
+    setup and round 0 as above -> next_round -> masked_input [-> consistency]
+        -> unmasking -> next_round -> ... (R rounds) -> completed
+
+* Keys and shares: at the setup a client advertises one channel key and R
+  mask keys (``SecAgg.rounds`` of them, signed together in the active
+  variant) and sends each peer, in one envelope, a share of each of its R
+  self-mask seeds b_u^(r) and of each of its R mask private keys s_u^(r).
+  Round r's pairwise mask with v is PRG(KA(s_u^(r), s_v^(r)), bound to the
+  pair's keys, the session id and r (:func:`~protocols.secagg.derivation.round_context`).
+* Why one mask key per round and not one for the session with per-round
+  derivations: reconstructing a dropped client's key would then give the
+  server that client's pairwise masks of every earlier round, and with the
+  self-mask seeds it already received for those rounds, its earlier inputs.
+  With per-round keys, rebuilding s_u^(r) opens round r's pairwise masks
+  only, and round r's unmasking reveals b^(r) and s^(r) shares only.
+* The invariant above holds per round: in round r a peer's status is set
+  once, so at most one of its two round-r shares is revealed, and DROPPED
+  (its round-r mask key was revealed) is final: nothing of that peer is
+  revealed in a later round, and the client refuses a round that names it.
+  So is LEFT (the server did not list the peer for a round): a client that
+  missed a round never comes back with its old keys, and a client session
+  that missed a message of round r cannot take part in round r + 1 (the
+  header's round number must match).
+* Each round starts with :class:`~protocols.secagg.messages.NextRound`, which
+  lists the client's participating group members; the client checks they
+  are alive peers, that it is one of them, and that at least t remain (the
+  shares were split with threshold t); otherwise the session is over and a
+  new setup must run. The server moves on only with the clients that
+  answered the last unmasking, pruned to groups of at least t + margin.
+* Each round of the active variant has its own consistency check: the
+  signed statement binds the round number, so a signature of round r is no
+  signature of another round, and each client signs one set per round.
+* What the server learns over the session: per round, the sum of that
+  round's survivors' inputs, and nothing else (the masks of different rounds
+  are independent: fresh self-mask seeds and per-round mask keys).
+* Not covered: clients sampled per round (a round's masks must cancel over
+  the participants, who are the session's surviving cohort; see the README,
+  "Multi-round sessions"); the SecAgg+ graph is the setup's for the whole
+  session, so its ``dropout_rate`` should cover the dropouts of every round.
 """
 
 from __future__ import annotations
