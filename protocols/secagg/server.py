@@ -84,6 +84,26 @@ cannot tell):
   holders did not answer in time.
 * What no rule here prevents: a masked input is uniformly random to the
   server, so a client may contribute any value in Z_{2^bits} as its input.
+
+Multi-round sessions
+--------------------
+With ``rounds=R`` (:mod:`protocols.secagg.client`, "Multi-round sessions",
+gives the security argument) the server keeps the setup's keys, session id,
+graph and thresholds, and after each round's unmasking enters
+:class:`RoundCompleted` (``finished``, with that round's ``result``).
+``start()`` then begins the next round: the participants are the clients
+that answered the unmasking, pruned to groups of at least t + margin
+(:meth:`SecAggServer.next_participants`); each gets a ``NextRound`` naming its
+participating group members, and clients pruned away are told they are out.
+The session cannot go on (LocalProtocolError; run a new setup) when its R
+rounds are used up, fewer than ``min_clients`` remain, or (active) fewer than
+T_sig consistency-committee members remain. A dropped client's round-r mask
+key is rebuilt for round r only; the client is out for the rest of the session.
+From the second round on the server adds each masked input to one running
+sum as it arrives (memory O(d), not O(n d)); a client whose input is in that
+sum but whose group then falls below t + margin cannot be taken out again,
+so that round aborts (and with it the session) where the setup round would
+have excluded the client.
 """
 
 from __future__ import annotations
@@ -187,9 +207,12 @@ class CollectingShares(State):
 class CollectingMaskedInputs(State):
     keys: Keys
     session_id: bytes
-    sharers: frozenset[int]
-    masked: dict[int, np.ndarray] = field(default_factory=dict)
+    sharers: frozenset[int]  # this round's participants
+    # Each sender's masked input; after the setup round only who sent (None), the inputs
+    # going straight into ``running`` (module docstring, "Multi-round sessions").
+    masked: dict[int, np.ndarray | None] = field(default_factory=dict)
     failed: dict[int, frozenset[int]] = field(default_factory=dict)  # who reported whom
+    running: prg.MaskSum | None = None
     NAME: ClassVar[str] = "masked_input"
 
     def awaiting(self, server: ServerSession) -> frozenset[int]:
@@ -202,8 +225,9 @@ class CollectingSignatures(State):
     session_id: bytes
     survivors: frozenset[int]
     dropped: frozenset[int]
-    masked: dict[int, np.ndarray]
+    masked: dict[int, np.ndarray | None]
     failed: dict[int, frozenset[int]]
+    running: prg.MaskSum | None
     signatures: dict[int, bytes] = field(default_factory=dict)
     NAME: ClassVar[str] = "consistency"
 
@@ -229,8 +253,9 @@ class CollectingUnmasking(State):
     session_id: bytes
     survivors: frozenset[int]
     dropped: frozenset[int]
-    masked: dict[int, np.ndarray]
+    masked: dict[int, np.ndarray | None]
     failed: dict[int, frozenset[int]]
+    running: prg.MaskSum | None
     expected: Expected
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
@@ -573,7 +598,11 @@ class SecAggServer(ServerSession):
                 f"client {msg.sender} reports {len(msg.failed)} peers; at most "
                 f"{MAX_FAILED_ENVELOPES} may be reported"
             )
-        st.masked[msg.sender] = msg.vector.values
+        if st.running is None:
+            st.masked[msg.sender] = msg.vector.values
+        else:
+            st.running.add_words(msg.vector.values)
+            st.masked[msg.sender] = None
         if msg.failed:
             st.failed[msg.sender] = frozenset(msg.failed)
         if len(st.masked) == len(st.sharers):
@@ -606,6 +635,14 @@ class SecAggServer(ServerSession):
                 )
         if not survivors:
             return self._abort_round("too few clients sent a masked input", st.sharers)
+        if st.running is not None and set(st.masked) - survivors:
+            # Their inputs are in the running sum and cannot be taken out again.
+            return self._abort_round(
+                f"clients {sorted(set(st.masked) - survivors)[:10]} sent masked inputs but too "
+                "few of their sharing groups did; after the setup round the server keeps only "
+                "the running sum, so the session ends (a new setup follows)",
+                st.sharers,
+            )
         out: list[Message] = []
         out += self._exclude(set(st.masked) - survivors, "too few neighbours sent a masked input")
         out += self._exclude(st.sharers - set(st.masked), "no masked input received")
@@ -624,7 +661,13 @@ class SecAggServer(ServerSession):
                 for cid in announced
             ]
             self._state = CollectingSignatures(
-                st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed)
+                st.keys,
+                st.session_id,
+                survivors,
+                dropped,
+                dict(st.masked),
+                dict(st.failed),
+                st.running,
             )
             return out
         # Only survivors are asked: a client pruned above has fewer than t survivors
@@ -635,7 +678,14 @@ class SecAggServer(ServerSession):
             for cid in sorted(expected)
         ]
         self._state = CollectingUnmasking(
-            st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed), expected
+            st.keys,
+            st.session_id,
+            survivors,
+            dropped,
+            dict(st.masked),
+            dict(st.failed),
+            st.running,
+            expected,
         )
         return out
 
@@ -700,7 +750,14 @@ class SecAggServer(ServerSession):
         ]
         out += self._exclude(st.survivors - asked, "no consistency signature received")
         self._state = CollectingUnmasking(
-            st.keys, st.session_id, st.survivors, st.dropped, st.masked, st.failed, expected
+            st.keys,
+            st.session_id,
+            st.survivors,
+            st.dropped,
+            st.masked,
+            st.failed,
+            st.running,
+            expected,
         )
         return out
 
@@ -740,9 +797,11 @@ class SecAggServer(ServerSession):
             return []
         bits = self.encoder.bits
         r = self.index
-        acc = prg.MaskSum(self.dim, bits)
+        acc = prg.MaskSum(self.dim, bits) if st.running is None else st.running
         for cid in st.survivors:
-            acc.add_words(st.masked[cid])
+            vector = st.masked[cid]
+            if vector is not None:
+                acc.add_words(vector)
             d.add_self_mask(acc, self_seeds[cid], st.session_id, cid, remove=True)
         for v, secret in mask_keys.items():
             try:
@@ -846,7 +905,14 @@ class SecAggServer(ServerSession):
             )
             for cid in sorted(left_out)
         ]
-        self._state = CollectingMaskedInputs(self._keys, self._session_id, participants)
+        # From here on the server keeps one running sum, not every masked input: O(d)
+        # memory in the round however many clients take part.
+        self._state = CollectingMaskedInputs(
+            self._keys,
+            self._session_id,
+            participants,
+            running=prg.MaskSum(self.dim, self.encoder.bits),
+        )
         return out
 
     def _reconstruct(
