@@ -45,6 +45,14 @@ than planned still completes, and its event carries the noise actually
 present (:meth:`DifferentiallyPrivate.event_for`). Central mode has no cohort
 rule: there the server adds the noise.
 
+Multi-round sessions (an inner SecAgg/SecAgg+ with ``rounds`` > 1): the cohort
+rule is checked once, at the RoundStart of the setup; every round then takes
+a fresh input, fresh noise and (DDG/Skellam) its own rotation
+(:meth:`DifferentiallyPrivate.rotation_seed` of the nonce and the round's
+index in the session), and releases one event computed from that round's
+survivors, so a later round with fewer participants accounts for the smaller
+noise it carries.
+
 For ``"central"`` and ``"distributed"`` the inner protocol still clips each
 coordinate to its own ``clip``: set it comfortably above the DP ``clip`` (plus
 a few noise standard deviations in distributed mode), or the per-coordinate
@@ -303,9 +311,11 @@ class DifferentiallyPrivate(AggregationProtocol):
         )
 
     @staticmethod
-    def rotation_seed(nonce: bytes) -> bytes:
-        """The Hadamard rotation seed of the round with this public nonce."""
-        return hashlib.sha256(b"secagg-fl/dp-rotation\x00" + nonce).digest()
+    def rotation_seed(nonce: bytes, index: int = 0) -> bytes:
+        """The Hadamard rotation seed of round ``index`` of the session with this public
+        nonce (0, the only round of a single-round session, keeps the seed it always had)."""
+        suffix = b"" if index == 0 else struct.pack(">I", index)
+        return hashlib.sha256(b"secagg-fl/dp-rotation\x00" + nonce + suffix).digest()
 
     def event_for(self, dim: int, n_reporting: int) -> Event:
         """The DP event of a round in which ``n_reporting`` clients' inputs are in the sum.
@@ -352,6 +362,11 @@ class DifferentiallyPrivate(AggregationProtocol):
         if not isinstance(inner, ServerSession):  # the inner config is never a wrapper
             raise TypeError(f"{self.inner.NAME} made a {type(inner).__name__}, not a ServerSession")
         return DPServer(self, inner, dim, rng)
+
+    @property
+    def rounds(self) -> int:
+        """Rounds one session runs: the inner protocol's (multi-round SecAgg/SecAgg+), else 1."""
+        return int(getattr(self.inner, "rounds", 1))
 
     @property
     def variant(self) -> str | None:
@@ -416,7 +431,9 @@ class DPClient(_Delegating):
     """
 
     # Besides the inner session's own fields (see ClientSession.SNAPSHOT_FIELDS).
-    SNAPSHOT_FIELDS = ("_input", "_round_start", "_handed_over")
+    # _input_round: the inner round the input belongs to (a multi-round session
+    # takes one input per round).
+    SNAPSHOT_FIELDS = ("_input", "_round_start", "_handed_over", "_input_round")
 
     def __init__(
         self, proto: DifferentiallyPrivate, inner: ClientSession, dim: int, rng: RandomSource | None
@@ -429,6 +446,7 @@ class DPClient(_Delegating):
         self._input: np.ndarray | None = None
         self._round_start: RoundStart | None = None
         self._handed_over = False
+        self._input_round = -1
 
     @property
     def party_id(self) -> int:
@@ -454,8 +472,10 @@ class DPClient(_Delegating):
         expected = {*self.SNAPSHOT_FIELDS, "inner"}
         if set(fields) != expected or not isinstance(fields["inner"], dict):
             raise SnapshotError(f"DPClient snapshot has fields {sorted(map(str, fields))}")
-        if not isinstance(fields["_handed_over"], bool) or not isinstance(
-            fields["_round_start"], (RoundStart, type(None))
+        if (
+            not isinstance(fields["_handed_over"], bool)
+            or not isinstance(fields["_round_start"], (RoundStart, type(None)))
+            or type(fields["_input_round"]) is not int
         ):
             raise SnapshotError("DPClient snapshot fields have the wrong types")
         self.inner._restore_fields(fields["inner"])
@@ -463,12 +483,14 @@ class DPClient(_Delegating):
             setattr(self, name, fields[name])
 
     def provide_input(self, x: np.ndarray) -> list[Message]:
-        if self._input is not None:
+        if self._input is not None and self._input_round == self.inner.round:
             raise LocalProtocolError("input already provided")
         from secagg.privacy import clip_l2
 
         arr = check_input(x, self.dim)
-        self._input = clip_l2(arr, self.proto.clip)
+        # A new round of a multi-round session (the inner round moved on): a new input.
+        self._input, self._input_round = clip_l2(arr, self.proto.clip), self.inner.round
+        self._handed_over = False
         return self._hand_over()
 
     def receive(self, message: Message | bytes | bytearray | memoryview) -> list[Message]:
@@ -524,7 +546,8 @@ class DPClient(_Delegating):
         inner = self.inner
         if not isinstance(inner, IntegerRingClient):
             raise LocalProtocolError(f"{p.inner.NAME} clients take no ring-encoded input")
-        mechanism = p.integer_mechanism(self.dim, p.rotation_seed(self._round_start.nonce))
+        index = self.inner.round - self._round_start.round  # the round within the session
+        mechanism = p.integer_mechanism(self.dim, p.rotation_seed(self._round_start.nonce, index))
         ring = mechanism.client_encode(self._input, self._rng)
         return inner.provide_encoded_input(modular.reduce(ring, ring_bits(p.inner)))
 
@@ -543,9 +566,11 @@ class DPServer(_Delegating):
         self._digest = proto.config_digest(dim)
         self._rng = default_rng(rng)
         self._nonce: bytes | None = None
+        self._first_round = inner.round
         self._result: ServerResult | None = None
 
     def start(self) -> list[Message]:
+        self._result = None  # a multi-round session's next round has its own result
         out: list[Message] = []
         for msg in self.inner.start():
             if isinstance(msg, RoundStart):
@@ -577,6 +602,14 @@ class DPServer(_Delegating):
             self._result = self._finish(self.inner.result)
         return self._result
 
+    def next_participants(self) -> tuple[frozenset[int], str | None]:
+        """The inner multi-round server's next participants (see SecAggServer)."""
+        inner: Any = self.inner
+        if not hasattr(inner, "next_participants"):
+            return frozenset(), f"{self.proto.inner.NAME} sessions run one round"
+        participants: tuple[frozenset[int], str | None] = inner.next_participants()
+        return participants
+
     def _finish(self, res: ServerResult) -> ServerResult:
         p, k = self.proto, len(res.survivors)
         if p.mode == "central":
@@ -589,7 +622,8 @@ class DPServer(_Delegating):
             total = res.total
         else:
             assert self._nonce is not None and res.integer_total is not None
-            mechanism = p.integer_mechanism(self.dim, p.rotation_seed(self._nonce))
+            index = self.inner.round - self._first_round
+            mechanism = p.integer_mechanism(self.dim, p.rotation_seed(self._nonce, index))
             ring = modular.reduce(
                 np.asarray(res.integer_total, dtype=np.int64).view(np.uint64), ring_bits(p.inner)
             )
