@@ -466,6 +466,9 @@ class AggregationProtocol(ABC):
     QUANTIZATION_BITS: ClassVar[tuple[int, int] | None] = None
     INTEGER_RING: ClassVar[bool] = False
     SECURE_SUM: ClassVar[bool] = True
+    # Sessions can run several aggregation rounds after one key setup (a ``rounds``
+    # setting; SecAgg, SecAgg+): what a plan checks before asking for it.
+    MULTI_ROUND: ClassVar[bool] = False
 
     @classmethod
     def from_options(cls: type[_P], options: ProtocolOptions) -> _P:
@@ -503,6 +506,12 @@ class AggregationProtocol(ABC):
         other, each waiting for its slowest client (what simulated clocks charge).
         One per dropout stage unless the protocol says otherwise."""
         return len(self.DROPOUT_STAGES)
+
+    @property
+    def round_trips_after_setup(self) -> int:
+        """Round trips of each later round of a multi-round session (``MULTI_ROUND``);
+        a protocol without them runs every round as a whole session."""
+        return self.round_trips
 
     @property
     def minimum_cohort(self) -> int:

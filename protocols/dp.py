@@ -231,6 +231,15 @@ class DifferentiallyPrivate(AggregationProtocol):
         return self.inner.round_trips
 
     @property
+    def round_trips_after_setup(self) -> int:
+        """The inner protocol's."""
+        return self.inner.round_trips_after_setup
+
+    @property
+    def SETUP_STAGES(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.SETUP_STAGES
+
+    @property
     def minimum_cohort(self) -> int:
         """The inner protocol's (the noise adds no minimum of its own)."""
         return self.inner.minimum_cohort

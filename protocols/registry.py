@@ -58,6 +58,8 @@ class ProtocolOptions:
         semi_honest: True selects the semi-honest variant of a protocol that
             has one (SecAgg, SecAgg+), for deployments whose clients hold no
             enrolled identity key; None leaves the protocol's default.
+        rounds: aggregation rounds per session of a protocol that can run
+            several after one key setup (``MULTI_ROUND``: SecAgg, SecAgg+).
     """
 
     clip: float | None = None
@@ -66,6 +68,7 @@ class ProtocolOptions:
     key_bits: int | None = None
     workers: int | None = None
     semi_honest: bool | None = None
+    rounds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -469,6 +469,7 @@ class SimulatedSession:
         self._server: Any = None
         self._hosts: _ProcessHosts | _InlineHosts | None = None
         self._transport: _HostsTransport | None = None
+        self._closed = False
 
     def __enter__(self) -> SimulatedSession:
         return self
@@ -483,6 +484,8 @@ class SimulatedSession:
 
     def participants(self) -> tuple[int, ...]:
         """The clients the next round expects inputs from (empty if the session is over)."""
+        if self._closed:
+            return ()
         if self._server is None:
             return self.cohort
         if self.rounds_run >= self.rounds or self._server.aborted:
@@ -563,7 +566,9 @@ class SimulatedSession:
         )
 
     def close(self) -> None:
-        """Stop the client hosts (their sessions and secrets are discarded)."""
+        """Stop the client hosts (their sessions and secrets are discarded); the
+        session runs no further round."""
+        self._closed = True
         if self._hosts is not None:
             self._hosts.close()
             self._hosts = None

@@ -129,6 +129,7 @@ def _base_plan(args: argparse.Namespace) -> Plan:
         "key_bits": args.key_bits,
         "dropout": args.dropout,
         "coordinate_clip": args.coordinate_clip,
+        "session_rounds": args.session_rounds,
     }
     if dp:
         common.update(
@@ -245,7 +246,10 @@ def _train(args: argparse.Namespace) -> int:
             bar.set_postfix(rmse=f"{row.rmse:.4f}", eps=f"{row.epsilon:.2f}")
             bar.update(1)
 
-        ledger = trainer.run(callback=report)
+        try:
+            ledger = trainer.run(callback=report)
+        finally:
+            trainer.close()
     if len(ledger) < args.rounds:
         print(f"the policy stopped after {len(ledger)} rounds (privacy budget spent)")
     plot_run(ledger, out / "ledger.png", title=f"federated MF — {args.protocol} — {args.data}")
@@ -400,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dp-mode", choices=DP_MODES)
     g.add_argument("--count-weight", type=float, default=None)
     g.add_argument("--dropout", type=float, default=0.0, help="simulated dropout fraction")
+    g.add_argument(
+        "--session-rounds",
+        type=int,
+        default=None,
+        help="rounds per SecAgg/SecAgg+ key setup (default: 10 where secure, see the README; "
+        "1: a setup every round)",
+    )
     g.add_argument(
         "--policy",
         choices=("fixed", "cost"),

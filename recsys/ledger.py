@@ -92,6 +92,12 @@ class LedgerRow:
     ``model_version`` the version the buffer produced, ``staleness_mean`` and
     ``staleness_max`` over its updates, ``discarded`` updates refused as too
     stale, ``lost`` updates dropped inside the buffer's session.
+    Protocol sessions: ``session_round`` is the round's index in its protocol
+    session (0: the round ran the session's key setup; a multi-round
+    SecAgg/SecAgg+ session serves several rounds after one setup), and
+    ``setup_bytes`` (up plus down), ``setup_client_seconds`` and
+    ``setup_server_seconds`` the part of the round's cost that was that setup
+    (the protocol's ``SETUP_STAGES``; included in the totals above).
     """
 
     round: int
@@ -127,6 +133,10 @@ class LedgerRow:
     staleness_max: int | None = None
     discarded: int = 0
     lost: int = 0
+    session_round: int = 0
+    setup_bytes: int = 0
+    setup_client_seconds: float = 0.0
+    setup_server_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite floats become ``None``)."""

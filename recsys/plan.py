@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from protocols import registry
+from protocols.wire import MAX_KEY_RUN
 from protocols.dp import DifferentiallyPrivate
 from protocols.dp_modes import DP_MODES, DPMode, dp_mode
 from secagg import privacy
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from protocols import AggregationProtocol
 
 __all__ = [
+    "DEFAULT_SESSION_ROUNDS",
     "DP_MODES",
     "LOCAL",
     "Plan",
@@ -50,6 +52,12 @@ __all__ = [
 #: parameters, nothing leaves a device, nothing is released (the non-releasing
 #: fallback of a spent privacy budget).
 LOCAL = "local"
+
+#: Training rounds one SecAgg/SecAgg+ session serves by default (``Plan.session_rounds``):
+#: each client shares one self-mask seed and one mask key per round at the setup, so a
+#: longer session costs more setup bytes; a session also ends early when too few of a
+#: group remain (dropouts) and a new setup runs.
+DEFAULT_SESSION_ROUNDS = 10
 
 
 def plan_protocols() -> tuple[str, ...]:
@@ -117,6 +125,16 @@ class Plan:
             actively secure variant (the default, False); a deployment whose
             clients hold no enrolled identity key (today's Flower app, see the
             README) must say True, explicitly.
+        session_rounds: training rounds served by one protocol session (one
+            key setup; see the README, "Multi-round sessions"). ``None``, the
+            default, is :data:`DEFAULT_SESSION_ROUNDS` where that is secure
+            (a ``MULTI_ROUND`` protocol, SecAgg or SecAgg+, with every client
+            in every round, ``q = 1``) and no distributed noise (see
+            :meth:`session_length`), and 1 otherwise. An explicit value
+            above 1 is refused where it is not: a session's masks cancel only
+            over its own cohort, so Poisson sampling per round would need
+            every unsampled client to stay online for every unmasking (or a
+            new setup per round, which is 1).
     """
 
     protocol: str = "secagg+"
@@ -133,6 +151,7 @@ class Plan:
     threshold: float | None = None
     key_bits: int = 2048
     semi_honest: bool = False
+    session_rounds: int | None = None
 
     def __post_init__(self) -> None:
         if self.protocol != LOCAL and self.protocol not in registry.names():
@@ -165,6 +184,16 @@ class Plan:
         _int_in(self.key_bits, "key_bits", 1024, 8192)
         if not isinstance(self.semi_honest, bool):
             raise ValueError(f"semi_honest must be a bool, got {self.semi_honest!r}")
+        if self.session_rounds is not None:
+            _int_in(self.session_rounds, "session_rounds", 1, MAX_KEY_RUN)
+            if self.session_rounds > 1 and not self.multi_round_allowed:
+                raise ValueError(
+                    f"session_rounds={self.session_rounds} needs a protocol that keeps its keys "
+                    f"across rounds (SecAgg, SecAgg+) and every client in every round (q=1); "
+                    f"this plan has protocol={self.protocol!r}, q={self.q}. With Poisson "
+                    "sampling a session's masks would not cancel over a round's sample unless "
+                    "every unsampled client answered every unmasking: use session_rounds=1"
+                )
         has_noise = (self.noise_multiplier is not None) + (self.target_epsilon is not None)
         if self.clip is None and has_noise:
             raise ValueError("noise_multiplier/target_epsilon need a DP clip (clip=...)")
@@ -187,6 +216,29 @@ class Plan:
                 )
         elif self.count_weight > self.coordinate_clip:
             raise ValueError("count_weight must not exceed coordinate_clip (it would be clipped)")
+
+    @property
+    def multi_round_allowed(self) -> bool:
+        """True if one session may serve several rounds of this plan (see ``session_rounds``)."""
+        cls = self.config_class
+        return cls is not None and cls.MULTI_ROUND and self.q >= 1.0
+
+    def session_length(self, remaining: int) -> int:
+        """Rounds the next session of this plan serves when ``remaining`` rounds are left.
+
+        The default (``session_rounds=None``) keeps distributed noise (the
+        ``secure_sum`` DP modes) to one round per session: each client's noise
+        share is fixed by its configuration, so a session whose participants
+        thin out round after round would carry less noise in every later round
+        (the events account for it, but ε would grow faster than planned);
+        ``session_rounds`` set explicitly accepts that.
+        """
+        if self.session_rounds is None:
+            spread_noise = self.dp and self.mode.secure_sum
+            wanted = DEFAULT_SESSION_ROUNDS if self.multi_round_allowed and not spread_noise else 1
+        else:
+            wanted = self.session_rounds
+        return max(1, min(wanted, int(remaining)))
 
     @property
     def dp(self) -> bool:
@@ -220,13 +272,16 @@ class Plan:
         return self.bits if cls is not None and cls.QUANTIZATION_BITS is not None else None
 
     def protocol_config(
-        self, clip: float | None = None, *, workers: int | None = None
+        self, clip: float | None = None, *, workers: int | None = None, rounds: int = 1
     ) -> AggregationProtocol:
         """The protocol of this plan, without DP (see :func:`recsys.federated.build_protocol`).
 
         ``clip`` is the per-coordinate clip (default ``coordinate_clip``),
-        ``workers`` the processes the protocol may start for its own work.
+        ``workers`` the processes the protocol may start for its own work,
+        ``rounds`` the rounds of one session (:meth:`session_length`).
         """
+        if rounds > 1 and not self.multi_round_allowed:
+            raise ValueError(f"a {self.protocol!r} session of this plan runs one round")
         if not self.releases:
             raise ValueError("a 'local' plan runs no aggregation protocol")
         options = registry.ProtocolOptions(
@@ -236,6 +291,7 @@ class Plan:
             key_bits=self.key_bits,
             workers=workers,
             semi_honest=self.semi_honest or None,
+            rounds=rounds if rounds > 1 else None,
         )
         return registry.create(self.protocol, options)
 

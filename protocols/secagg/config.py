@@ -162,6 +162,7 @@ class SecAgg(AggregationProtocol):
         "unmasking",
     )
     SETUP_STAGES: ClassVar[tuple[str, ...]] = ("advertise_keys", "reveal", "share_keys")
+    MULTI_ROUND: ClassVar[bool] = True
     QUANTIZATION_BITS: ClassVar[tuple[int, int] | None] = (2, 64)
     # The masked sum is exact in Z_{2^bits}: clients may hand in ring elements
     # (provide_encoded_input) and the result carries integer_total.

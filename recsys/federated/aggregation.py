@@ -46,13 +46,15 @@ def build_protocol(
     n_invited: int,
     noise_multiplier: float | None = None,
     workers: int = 1,
+    rounds: int = 1,
 ) -> protocols.AggregationProtocol:
-    """The protocol configuration of one round of ``plan`` with ``n_invited`` clients.
+    """The protocol configuration of one session of ``plan`` with ``n_invited`` clients.
 
     ``noise_multiplier`` is the round's σ (required when ``plan.dp``; a plan
     with ``target_epsilon`` must be calibrated by the caller). ``workers`` is
     the simulator's process count; Paillier then encrypts on one process per
-    worker instead of starting its own pool inside each.
+    worker instead of starting its own pool inside each. ``rounds``: rounds
+    the session serves (:meth:`Plan.session_length <recsys.plan.Plan.session_length>`).
     """
     if not plan.releases:
         raise ValueError("a 'local' plan runs no aggregation protocol")
@@ -60,7 +62,9 @@ def build_protocol(
     # simulator worker rather than a pool inside each; threshold None leaves
     # each protocol its own default (SecAgg 0.5; SecAgg+ chooses it with k).
     inner = plan.protocol_config(
-        coordinate_bound(plan, n_invited, noise_multiplier), workers=1 if workers > 1 else None
+        coordinate_bound(plan, n_invited, noise_multiplier),
+        workers=1 if workers > 1 else None,
+        rounds=rounds,
     )
     if not plan.dp:
         return inner

@@ -11,7 +11,7 @@ composes, whether it ran, aborted, sampled nobody or released nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,9 @@ class RoundOutcome:
         stats: the protocol's bytes and CPU seconds (None if it aborted).
         events: the DP events the protocol reported (empty without DP).
         error: why the protocol aborted, or None.
+        session_round: the round's index in its protocol session (0: it ran the setup).
+        setup: the part of ``stats`` spent in the protocol's ``SETUP_STAGES``
+            (:meth:`protocols.Stats.share`; zeros after a session's first round).
     """
 
     train_seconds: float = 0.0
@@ -45,17 +48,30 @@ class RoundOutcome:
     stats: protocols.Stats | None = None
     events: tuple[privacy.Event, ...] = ()
     error: str | None = None
+    session_round: int = 0
+    setup: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, result: Any, *, train_seconds: float) -> RoundOutcome:
+    def of(
+        cls,
+        result: Any,
+        *,
+        train_seconds: float,
+        session_round: int = 0,
+        setup_stages: tuple[str, ...] = (),
+    ) -> RoundOutcome:
         """From a driver's result: anything with ``total``, ``survivors``, ``stats``
-        and ``events`` (:class:`protocols.SimulationResult`, the Flower adapter's round)."""
+        and ``events`` (:class:`protocols.SimulationResult`, the Flower adapter's round);
+        ``setup_stages`` are the protocol's ``SETUP_STAGES``."""
+        stats: protocols.Stats = result.stats
         return cls(
             train_seconds=float(train_seconds),
             total=result.total,
             survivors=tuple(int(c) for c in result.survivors),
-            stats=result.stats,
+            stats=stats,
             events=tuple(result.events),
+            session_round=int(session_round),
+            setup=stats.share(setup_stages),
         )
 
     @classmethod

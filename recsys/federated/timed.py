@@ -4,7 +4,8 @@
 virtual clock (:mod:`protocols.clock`): a round lasts as long as its slowest
 sampled client's download, training and upload (the server waits for the
 whole cohort, as FedAvg does), plus its protocol session
-(:meth:`~protocols.clock.LognormalDelays.session_seconds`). A client's
+(:meth:`~protocols.clock.LognormalDelays.session_seconds`; a later round of a
+multi-round session counts only its own round trips). A client's
 ``n``-th task has the same delays here as in a buffered run
 (:class:`~recsys.federated.buffered.BufferedTrainer`) on the same
 :class:`~protocols.clock.LognormalDelays`, so the two are compared on the same
@@ -46,6 +47,12 @@ class TimedTrainer(FederatedTrainer):
             for c in cohort:
                 slowest = max(slowest, self.delays.task(int(c), self.tasks[int(c)]).total)
                 self.tasks[int(c)] += 1
-            stages = plan.protocol_config().round_trips if plan.releases else 0
+            stages = 0
+            if plan.releases:
+                proto = plan.protocol_config()
+                # A later round of a multi-round session skips the key setup's round trips.
+                outcome = self.last.get("agg")
+                later = outcome is not None and outcome.session_round > 0
+                stages = proto.round_trips_after_setup if later else proto.round_trips
             self.now += slowest + self.delays.session_seconds(cohort, t, stages)
         return self.now

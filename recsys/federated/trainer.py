@@ -6,7 +6,10 @@ One round ``t`` of :class:`FederatedTrainer`:
    (``None`` ends the run); a plan with ``target_epsilon`` gets its σ
    calibrated for the trainer's planned rounds (:func:`recsys.plan.calibrate`);
 2. every client is sampled independently with probability ``q`` (Poisson
-   sampling; the rate is public, the sample is simulated with numpy);
+   sampling; the rate is public, the sample is simulated with numpy) — or,
+   while a multi-round protocol session serves the plan (``Plan.session_rounds``,
+   SecAgg/SecAgg+ with ``q = 1``), the cohort is that session's participants:
+   everyone who has not dropped out of it;
 3. each sampled client downloads *all* item parameters (so the download does
    not reveal which items it rated; counted in ``bytes_down``), trains
    locally (:mod:`recsys.federated.local`) and builds its dense upload
@@ -201,6 +204,9 @@ class FederatedTrainer:
         # In-memory details of the last round (not in the ledger): "plan", "cohort",
         # "agg" (the RoundOutcome of a completed round), "error" (why a protocol aborted).
         self.last: dict[str, Any] = {}
+        # The open multi-round protocol session and the (plan, sigma) it serves.
+        self._session: protocols.SimulatedSession | None = None
+        self._session_key: tuple[Plan, float | None] | None = None
 
     # -- helpers --------------------------------------------------------------
     def _clients(self) -> ClientPopulation:
@@ -222,6 +228,20 @@ class FederatedTrainer:
         return calibrate(
             plan.target_epsilon, self.ledger.delta, plan.q, self.rounds, self.ledger.accountant_kind
         )
+
+    def cohort_for(self, plan: Plan, sigma: float | None) -> np.ndarray:
+        """The round's clients: the open session's participants while it serves ``plan``
+        (with this σ) and can go on, else a fresh Poisson sample (:meth:`sample`)."""
+        session = self._session
+        if session is not None and self._session_key == (plan, sigma) and session.can_continue:
+            return np.asarray(session.participants(), dtype=self.population.client_ids.dtype)
+        return self.sample(plan.q)
+
+    def close(self) -> None:
+        """End the open protocol session (its client workers, if any, stop)."""
+        if self._session is not None:
+            self._session.close()
+        self._session, self._session_key = None, None
 
     def sample(self, q: float) -> np.ndarray:
         """Poisson sampling: each client independently with probability ``q``."""
@@ -310,7 +330,7 @@ class FederatedTrainer:
         status, sampled, model_down, update_seconds = "local", 0, 0, 0.0
         outcome: RoundOutcome | None = None
         if plan.releases:
-            cohort = self.sample(plan.q)
+            cohort = self.cohort_for(plan, sigma)
             self.last["cohort"] = cohort
             sampled, status = len(cohort), "empty"
             if sampled:
@@ -334,6 +354,7 @@ class FederatedTrainer:
             if done is not None and done.stats is not None:
                 eval_bytes = done.stats.bytes_up + done.stats.bytes_down
         stats = outcome.stats if outcome is not None else None
+        setup = outcome.setup if outcome is not None else {}
         train_seconds = outcome.train_seconds if outcome is not None else 0.0
         out = LedgerRow(
             round=t,
@@ -347,6 +368,10 @@ class FederatedTrainer:
             client_seconds=(stats.client_seconds if stats is not None else 0.0) + train_seconds,
             server_seconds=stats.server_seconds + update_seconds if stats is not None else 0.0,
             survivors=len(outcome.survivors) if outcome is not None else 0,
+            session_round=outcome.session_round if outcome is not None else 0,
+            setup_bytes=int(setup.get("bytes_up", 0) + setup.get("bytes_down", 0)),
+            setup_client_seconds=float(setup.get("client_seconds", 0.0)),
+            setup_server_seconds=float(setup.get("server_seconds", 0.0)),
             sampled=sampled,
             q=plan.q,
             sigma=sigma,
@@ -408,6 +433,15 @@ class FederatedTrainer:
         leaving at the protocol's input stage; ``examples/flower_recsys.py``
         overrides it to run the round on Flower, where clients train on their
         own nodes.
+
+        When the plan allows it (:meth:`Plan.session_length
+        <recsys.plan.Plan.session_length>` > 1) the round runs in a multi-round
+        :class:`protocols.SimulatedSession` that stays open for the following
+        rounds of the same plan and σ: the first pays the key setup, the others
+        only the masked input and the unmasking; a client that drops is out
+        of the session, and a new session (a new setup over the whole
+        population) starts when it cannot go on, when the plan changes, or
+        after its rounds.
         """
         cfg = self.config
         c0 = time.process_time()
@@ -415,18 +449,58 @@ class FederatedTrainer:
         train_seconds = time.process_time() - c0
         n_drop = len(cohort) - plan.reporting(len(cohort))
         dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else cohort[:0]
-        proto = build_protocol(
-            plan, n_invited=len(cohort), noise_multiplier=sigma, workers=cfg.workers
-        )
-        dropout = {int(c): proto.INPUT_STAGE for c in dropped}
         seed = None if cfg.protocol_seed is None else cfg.protocol_seed * 1_000_003 + t
+        session = self._session_for(t, plan, sigma, cohort, seed)
+        proto = session.proto
+        dropout = {int(c): proto.INPUT_STAGE for c in dropped}
+        index = session.rounds_run
         try:
-            result = protocols.simulate(
-                proto, inputs, dropout=dropout, seed=seed, round=t, workers=cfg.workers
-            )
+            result = session.run_round(inputs, dropout)
         except protocols.ProtocolAborted as exc:
             return RoundOutcome.aborted_with(str(exc), train_seconds=train_seconds)
-        return RoundOutcome.of(result, train_seconds=train_seconds)
+        finally:
+            if session is not self._session or not session.can_continue:
+                session.close()
+                if session is self._session:
+                    self._session, self._session_key = None, None
+        return RoundOutcome.of(
+            result,
+            train_seconds=train_seconds,
+            session_round=index,
+            setup_stages=proto.SETUP_STAGES,
+        )
+
+    def _session_for(
+        self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray, seed: int | None
+    ) -> protocols.SimulatedSession:
+        """The open session if it serves this round (same plan, σ and cohort), else a new one."""
+        session = self._session
+        if (
+            session is not None
+            and self._session_key == (plan, sigma)
+            and session.participants() == tuple(int(c) for c in sorted(cohort))
+        ):
+            return session
+        self.close()
+        length = plan.session_length(self.rounds - t + 1)
+        proto = build_protocol(
+            plan,
+            n_invited=len(cohort),
+            noise_multiplier=sigma,
+            workers=self.config.workers,
+            rounds=length,
+        )
+        session = protocols.SimulatedSession(
+            proto,
+            (int(c) for c in cohort),
+            self.layout.dim,
+            seed=seed,
+            round=t,
+            workers=self.config.workers,
+        )
+        if length > 1:  # a single-round session is not kept
+            self._session, self._session_key = session, (plan, sigma)
+        return session
 
     def run(
         self, rounds: int | None = None, *, callback: Callable[[LedgerRow], None] | None = None
