@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from protocols import registry
-from protocols.wire import MAX_KEY_RUN
 from protocols.dp import DifferentiallyPrivate
 from protocols.dp_modes import DP_MODES, DPMode, dp_mode
+from protocols.wire import MAX_KEY_RUN
 from secagg import privacy
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from protocols.clock import LognormalDelays
 from recsys.data import random_split, synthetic
 from recsys.federated import FederatedTrainer
 from recsys.federated.timed import TimedTrainer
 from recsys.plan import DEFAULT_SESSION_ROUNDS, Plan
-from protocols.clock import LognormalDelays
 
 
 def _small(seed=3):
