@@ -63,6 +63,9 @@ construction here is this library's own, within the Bonawitz et al. family)::
   self-mask seeds b_u^(r) and of each of its R mask private keys s_u^(r).
   Round r's pairwise mask with v is PRG(KA(s_u^(r), s_v^(r)), bound to the
   pair's keys, the session id and r (:func:`~protocols.secagg.derivation.round_context`).
+  The client agrees all R seeds per neighbour at the setup and keeps no mask
+  private key; once a round's masked input is out, that round's pairwise
+  seeds and self-mask seed are erased from the session (and its snapshots).
 * Why one mask key per round and not one for the session with per-round
   derivations: reconstructing a dropped client's key would then give the
   server that client's pairwise masks of every earlier round, and with the
@@ -248,9 +251,11 @@ class _Session:
 
     info: _RoundInfo
     session_id: bytes
-    masks: tuple[keys.KeyPair, ...]  # one mask key pair per session round
-    peer_keys: dict[int, tuple[bytes, bytes]]  # (channel key, run of mask keys)
-    contexts: dict[int, bytes]
+    # s_uv^(r): the pairwise PRG seed with each peer for every session round, agreed
+    # at the setup (the mask private keys are not kept); a round's seeds, and its
+    # self-mask seed b_u^(r), are erased (b"") once its masked input is sent.
+    pair_secrets: dict[int, tuple[bytes, ...]]
+    contexts: dict[int, bytes]  # each pair's context (public)
     self_mask_seeds: tuple[bytes, ...]  # b_u, one per session round
     held: dict[int, PeerShares]
     active: _ActiveRound | None = None
@@ -678,6 +683,21 @@ class SecAggClient(ClientSession):
             if expected != sid:
                 raise RemoteProtocolError("session id does not match the advertised keys")
         peer_keys = {cid: ks for cid, ks in entries.items() if cid != self.client_id}
+        # Every round's pairwise seed now, so that a later round costs no key agreement
+        # (the setup pays R agreements per neighbour, a round's masks only PRG work).
+        contexts = {
+            peer: d.pair_context(sid, self.client_id, own_keys, peer, peer_keys[peer])
+            for peer in peer_keys
+        }
+        pair_secrets = {
+            peer: tuple(
+                d.pairwise_secret(
+                    masks[r], d.mask_key(peer_keys[peer][1], r), d.round_context(contexts[peer], r)
+                )
+                for r in range(rounds)
+            )
+            for peer in peer_keys
+        }
         # One self-mask seed and one mask key per round, each shared on its own, so
         # that round r's unmasking reveals nothing about another round's masks.
         seeds = tuple(self._rng.bytes(32) for _ in range(rounds))
@@ -689,14 +709,11 @@ class SecAggClient(ClientSession):
             rng=self._rng,
         )
         envelopes = []
-        contexts, channel_keys = {}, {}
+        channel_keys = {}
         for peer in holders:
             if peer == self.client_id:
                 continue
-            context = contexts[peer] = d.pair_context(
-                sid, self.client_id, own_keys, peer, peer_keys[peer]
-            )
-            key = channel_keys[peer] = d.channel_key(channel, peer_keys[peer][0], context)
+            key = channel_keys[peer] = d.channel_key(channel, peer_keys[peer][0], contexts[peer])
             plaintext = _ENVELOPE_HEADER.pack(self.client_id, peer) + b"".join(shares[peer + 1])
             envelopes.append(
                 (
@@ -713,8 +730,7 @@ class SecAggClient(ClientSession):
         session = _Session(
             info,
             sid,
-            masks,
-            peer_keys,
+            pair_secrets,
             contexts,
             seeds,
             {self.client_id: PeerShares(tuple(own[:rounds]), tuple(own[rounds:]))},
@@ -731,7 +747,7 @@ class SecAggClient(ClientSession):
         held = dict(session.held)
         failed: list[int] = []
         for sender, blob in msg.envelopes:
-            if sender not in session.peer_keys:
+            if sender not in session.pair_secrets:
                 raise RemoteProtocolError(
                     f"shares from {sender}, who advertised no keys to this client"
                 )
@@ -800,9 +816,8 @@ class SecAggClient(ClientSession):
             if peer == self.client_id or record.status is not PeerStatus.HOLDING:
                 continue
             context = d.round_context(session.contexts[peer], r)
-            peer_mask = d.mask_key(session.peer_keys[peer][1], r)
-            secret = d.pairwise_secret(session.masks[r], peer_mask, context)
-            d.add_pairwise_mask(masked, secret, context, self.client_id, peer)
+            d.add_pairwise_mask(masked, session.pair_secrets[peer][r], context, self.client_id, peer)
+        _erase_round(session, r)
         if session.active is None:
             self._state: State = Unmasking(session)
         else:
@@ -972,6 +987,13 @@ class SecAggClient(ClientSession):
 def _run(masks: tuple[keys.KeyPair, ...]) -> bytes:
     """The advertised mask keys: one 32-byte public key per session round."""
     return b"".join(pair.public_bytes for pair in masks)
+
+
+def _erase_round(session: _Session, r: int) -> None:
+    """Forget round ``r``'s seeds once its masked input is out (nothing later needs them)."""
+    session.self_mask_seeds = (*session.self_mask_seeds[:r], b"", *session.self_mask_seeds[r + 1 :])
+    for peer, secrets in session.pair_secrets.items():
+        session.pair_secrets[peer] = (*secrets[:r], b"", *secrets[r + 1 :])
 
 
 def _participants(session: _Session) -> set[int]:
