@@ -260,6 +260,10 @@ class _Session:
     held: dict[int, PeerShares]
     active: _ActiveRound | None = None
     index: int = 0  # the session round in progress (0-based)
+    # The consistency committee and T_sig (active), computed at the first check: they
+    # follow from the cohort and the graph seed, fixed for the session.
+    committee: frozenset[int] = frozenset()
+    needed: int = 0
 
 
 @snapshot.state
@@ -960,11 +964,13 @@ class SecAggClient(ClientSession):
         _check_session(msg, session.session_id)
         if msg.survivors != st.signed:
             raise RemoteProtocolError("the unmasking request is for another set than the one signed")
-        from .config import consistency_committee  # config imports this module
+        if not session.needed:
+            from .config import consistency_committee  # config imports this module
 
-        members, needed = consistency_committee(
-            self.proto, session.active.cohort, session.info.nonce
-        )
+            session.committee, session.needed = consistency_committee(
+                self.proto, session.active.cohort, session.info.nonce
+            )
+        members, needed = session.committee, session.needed
         signers = [cid for cid, _ in msg.signatures]
         if len(signers) < needed:
             raise RemoteProtocolError(

@@ -319,6 +319,7 @@ class SecAggServer(ServerSession):
         self.index = 0
         self._keys: Keys = {}
         self._session_id = b""
+        self._committee_of: tuple[frozenset[int], int] | None = None
 
     def _initial_state(self) -> State:
         return NotStarted()
@@ -690,10 +691,13 @@ class SecAggServer(ServerSession):
         return out
 
     def _committee(self) -> tuple[frozenset[int], int]:
-        """The consistency committee and T_sig (the graph seed is known by then)."""
-        from .config import consistency_committee  # config imports this module
+        """The consistency committee and T_sig (the graph seed is known by then; fixed
+        for the session, so computed once)."""
+        if self._committee_of is None:
+            from .config import consistency_committee  # config imports this module
 
-        return consistency_committee(self.proto, self.client_ids, self.graph_seed)
+            self._committee_of = consistency_committee(self.proto, self.client_ids, self.graph_seed)
+        return self._committee_of
 
     def _expected(
         self,

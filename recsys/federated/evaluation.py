@@ -109,8 +109,9 @@ def from_sums(sums: np.ndarray) -> EvalResult:
     )
 
 
-def evaluation_protocol(plan: Plan) -> protocols.AggregationProtocol:
-    """The plan's protocol, without DP, for vectors in [0, 1] (see the module docstring).
+def evaluation_protocol(plan: Plan, *, rounds: int = 1) -> protocols.AggregationProtocol:
+    """The plan's protocol, without DP, for vectors in [0, 1] (see the module docstring);
+    ``rounds`` evaluations per session of a multi-round protocol.
 
     A plan that runs no protocol (``local``) is evaluated with plaintext sums.
     """
@@ -124,5 +125,6 @@ def evaluation_protocol(plan: Plan) -> protocols.AggregationProtocol:
         threshold=plan.threshold,
         key_bits=plan.key_bits,
         semi_honest=plan.semi_honest or None,
+        rounds=rounds if rounds > 1 else None,
     )
     return registry.create(plan.protocol, options)

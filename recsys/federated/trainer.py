@@ -129,6 +129,52 @@ def cohort_evaluation_sums(
     )
 
 
+class SessionSlot:
+    """Where a trainer keeps an open multi-round protocol session, and what it serves.
+
+    A session is reused for a round only if it serves the same key (plan, σ)
+    and the round's cohort is exactly its participants; a single-round session
+    (``proto.rounds == 1``) is never kept.
+    """
+
+    def __init__(self) -> None:
+        self.session: protocols.SimulatedSession | None = None
+        self.key: object = None
+
+    def participants(self, key: object) -> tuple[int, ...]:
+        """The open session's next participants if it serves ``key`` (else empty)."""
+        if self.session is None or self.key != key:
+            return ()
+        return self.session.participants()
+
+    def get(
+        self,
+        key: object,
+        cohort: list[int],
+        make: Callable[[], protocols.SimulatedSession],
+    ) -> protocols.SimulatedSession:
+        """The open session if it serves ``key`` with exactly ``cohort``, else ``make()``'s."""
+        if self.session is not None and self.participants(key) == tuple(sorted(cohort)):
+            return self.session
+        self.close()
+        session = make()
+        if session.rounds > 1:
+            self.session, self.key = session, key
+        return session
+
+    def release(self, session: protocols.SimulatedSession) -> None:
+        """After a round: close ``session`` unless it is kept and can go on."""
+        if session is not self.session or not session.can_continue:
+            session.close()
+            if session is self.session:
+                self.session, self.key = None, None
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session, self.key = None, None
+
+
 class FederatedTrainer:
     """Federated biased MF over the users of ``train`` (one client per user).
 
@@ -204,9 +250,9 @@ class FederatedTrainer:
         # In-memory details of the last round (not in the ledger): "plan", "cohort",
         # "agg" (the RoundOutcome of a completed round), "error" (why a protocol aborted).
         self.last: dict[str, Any] = {}
-        # The open multi-round protocol session and the (plan, sigma) it serves.
-        self._session: protocols.SimulatedSession | None = None
-        self._session_key: tuple[Plan, float | None] | None = None
+        # The open multi-round protocol sessions of training and of evaluation.
+        self._train_session = SessionSlot()
+        self._eval_session = SessionSlot()
 
     # -- helpers --------------------------------------------------------------
     def _clients(self) -> ClientPopulation:
@@ -232,16 +278,15 @@ class FederatedTrainer:
     def cohort_for(self, plan: Plan, sigma: float | None) -> np.ndarray:
         """The round's clients: the open session's participants while it serves ``plan``
         (with this σ) and can go on, else a fresh Poisson sample (:meth:`sample`)."""
-        session = self._session
-        if session is not None and self._session_key == (plan, sigma) and session.can_continue:
-            return np.asarray(session.participants(), dtype=self.population.client_ids.dtype)
+        participants = self._train_session.participants((plan, sigma))
+        if participants:
+            return np.asarray(participants, dtype=self.population.client_ids.dtype)
         return self.sample(plan.q)
 
     def close(self) -> None:
-        """End the open protocol session (its client workers, if any, stop)."""
-        if self._session is not None:
-            self._session.close()
-        self._session, self._session_key = None, None
+        """End the open protocol sessions (their client workers, if any, stop)."""
+        self._train_session.close()
+        self._eval_session.close()
 
     def sample(self, q: float) -> np.ndarray:
         """Poisson sampling: each client independently with probability ``q``."""
@@ -291,16 +336,27 @@ class FederatedTrainer:
         vectors = client_vectors(sums[ids], self.config.rating_scale)
         inputs = {int(c): vectors[j] for j, c in enumerate(ids)}
         seed = self.config.protocol_seed
-        try:
-            result = protocols.simulate(
-                evaluation_protocol(plan),
-                inputs,
+        # Every client with held-out ratings, no DP: a multi-round session serves the
+        # evaluations of this plan as long as it can (the plan's session rule at q = 1).
+        every = self.config.eval_every
+        evaluations_left = max((self.rounds - t) // every, 0) + 1
+        length = 1
+        if plan.releases:
+            undivided = plan.replace(q=1.0, clip=None, noise_multiplier=None, target_epsilon=None)
+            length = undivided.session_length(evaluations_left)
+        proto = evaluation_protocol(plan, rounds=length)
+        session = self._eval_session.get(
+            (plan, None),
+            sorted(inputs),
+            lambda: protocols.SimulatedSession(
+                proto,
+                sorted(inputs),
+                len(vectors[0]),
                 seed=None if seed is None else seed * 1_000_003 + 2 * t + 1,
                 round=2 * t + 1,
-            )
-        except protocols.ProtocolAborted as exc:
-            return RoundOutcome.aborted_with(str(exc))
-        return RoundOutcome.of(result, train_seconds=0.0)
+            ),
+        )
+        return self._run_in(self._eval_session, session, inputs, {}, train_seconds=0.0)
 
     def client_uploads(self, cohort: np.ndarray, plan: Plan) -> dict[int, np.ndarray]:
         """Local training of ``cohort`` from the current item tables; the vectors they upload."""
@@ -450,57 +506,45 @@ class FederatedTrainer:
         n_drop = len(cohort) - plan.reporting(len(cohort))
         dropped = self._rng.choice(cohort, size=n_drop, replace=False) if n_drop else cohort[:0]
         seed = None if cfg.protocol_seed is None else cfg.protocol_seed * 1_000_003 + t
-        session = self._session_for(t, plan, sigma, cohort, seed)
-        proto = session.proto
+        proto = build_protocol(
+            plan,
+            n_invited=len(cohort),
+            noise_multiplier=sigma,
+            workers=cfg.workers,
+            rounds=plan.session_length(self.rounds - t + 1),
+        )
+        session = self._train_session.get(
+            (plan, sigma),
+            [int(c) for c in cohort],
+            lambda: protocols.SimulatedSession(
+                proto, (int(c) for c in cohort), self.layout.dim, seed=seed, round=t, workers=cfg.workers
+            ),
+        )
         dropout = {int(c): proto.INPUT_STAGE for c in dropped}
+        return self._run_in(self._train_session, session, inputs, dropout, train_seconds)
+
+    @staticmethod
+    def _run_in(
+        slot: SessionSlot,
+        session: protocols.SimulatedSession,
+        inputs: dict[int, np.ndarray],
+        dropout: dict[int, str],
+        train_seconds: float,
+    ) -> RoundOutcome:
+        """One round of ``session`` (kept in ``slot`` while it can go on) as a RoundOutcome."""
         index = session.rounds_run
         try:
             result = session.run_round(inputs, dropout)
         except protocols.ProtocolAborted as exc:
             return RoundOutcome.aborted_with(str(exc), train_seconds=train_seconds)
         finally:
-            if session is not self._session or not session.can_continue:
-                session.close()
-                if session is self._session:
-                    self._session, self._session_key = None, None
+            slot.release(session)
         return RoundOutcome.of(
             result,
             train_seconds=train_seconds,
             session_round=index,
-            setup_stages=proto.SETUP_STAGES,
+            setup_stages=session.proto.SETUP_STAGES,
         )
-
-    def _session_for(
-        self, t: int, plan: Plan, sigma: float | None, cohort: np.ndarray, seed: int | None
-    ) -> protocols.SimulatedSession:
-        """The open session if it serves this round (same plan, σ and cohort), else a new one."""
-        session = self._session
-        if (
-            session is not None
-            and self._session_key == (plan, sigma)
-            and session.participants() == tuple(int(c) for c in sorted(cohort))
-        ):
-            return session
-        self.close()
-        length = plan.session_length(self.rounds - t + 1)
-        proto = build_protocol(
-            plan,
-            n_invited=len(cohort),
-            noise_multiplier=sigma,
-            workers=self.config.workers,
-            rounds=length,
-        )
-        session = protocols.SimulatedSession(
-            proto,
-            (int(c) for c in cohort),
-            self.layout.dim,
-            seed=seed,
-            round=t,
-            workers=self.config.workers,
-        )
-        if length > 1:  # a single-round session is not kept
-            self._session, self._session_key = session, (plan, sigma)
-        return session
 
     def run(
         self, rounds: int | None = None, *, callback: Callable[[LedgerRow], None] | None = None

@@ -119,3 +119,21 @@ def test_timed_rounds_after_the_setup_pay_only_their_own_round_trips():
     # Same devices and the same first round; later rounds have 2 round trips, not 4.
     assert multi[0] == pytest.approx(single[0])
     assert multi[2] - multi[1] < single[2] - single[1]
+
+
+def test_evaluations_share_one_session_and_give_the_single_round_metrics():
+    train, test = _small(seed=8)
+    rows = {}
+    eval_rounds = {}
+    for length in (1, 5):
+        plan = Plan("secagg+", session_rounds=length, semi_honest=True)
+        t = FederatedTrainer(train, test, plan, rounds=3, n_factors=2, seed=8, protocol_seed=2)
+        seen = []
+        for _ in range(3):
+            rows.setdefault(length, []).append(t.step())
+            seen.append(t.last["eval"].session_round)
+        t.close()
+        eval_rounds[length] = seen
+    assert eval_rounds == {1: [0, 0, 0], 5: [0, 1, 2]}
+    for a, b in zip(rows[1], rows[5], strict=True):
+        assert a.rmse == pytest.approx(b.rmse, abs=1e-6) and a.hr10 == pytest.approx(b.hr10)
