@@ -19,15 +19,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import numpy as np
-from _multiround_kit import exact_total, round_inputs
+import pytest
+from _multiround_kit import MultiNet, exact_total, round_inputs
 from _protocols_kit import grid
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import protocols
-from protocols import ProtocolAborted, SimulatedSession
+from protocols import LocalProtocolError, ProtocolAborted, RemoteProtocolError, SimulatedSession
+from protocols.secagg import messages as sm
 from protocols.secagg.config import consistency_committee
+from protocols.secagg.derivation import (
+    add_pairwise_mask,
+    add_self_mask,
+    mask_key,
+    pair_context,
+    pairwise_secret,
+    round_context,
+)
+from secagg import keys, prg, shamir
+from secagg.identity import enroll
+from secagg.randomness import DeterministicRandom
 
 DIM, BITS = 3, 20
 LATER_STAGES = ("masked_input", "consistency", "unmasking")
@@ -222,3 +238,337 @@ def test_every_round_of_a_secagg_session_sums_exactly_its_survivors(data):
 @given(data=st.data())
 def test_every_round_of_a_secagg_plus_session_sums_exactly_its_survivors(data):
     event(f"rounds completed: {_run_session('secagg+', data)}")
+
+
+# -- driving sessions by hand (MultiNet: every message as bytes) -----------------------------
+
+J = 2  # inputs q / 4: exact floats on the encoder's grid
+
+
+def _clip(n):
+    return grid(n, BITS, J)[0]
+
+
+def semi_honest(n, rounds=3, cls=protocols.SecAgg, **kw):
+    return cls(semi_honest=True, bits=BITS, clip=_clip(n), rounds=rounds, **kw)
+
+
+def active(n, rounds=3, cls=protocols.SecAgg, **kw):
+    roster, ids = enroll(range(n), rng=DeterministicRandom(f"mrtests/roster/{n}"))
+    return cls(bits=BITS, clip=_clip(n), roster=roster, rounds=rounds, **kw), ids
+
+
+class Run:
+    """A multi-round session over a MultiNet, with each round's integer inputs kept."""
+
+    def __init__(self, proto, n, *, identities=None, dropout=None, tamper=None, seed=0, dim=DIM):
+        self.n, self.dim = n, dim
+        self.rng = np.random.default_rng(seed)
+        q, x = round_inputs(n, range(n), dim, BITS, J, self.rng)
+        self.q = [q]
+        self.net = MultiNet(
+            proto, x, identities=identities, dropout=dropout, tamper=tamper, seed=seed
+        )
+
+    @property
+    def server(self):
+        return self.net.server
+
+    def first(self) -> Run:
+        self.net.run()
+        return self
+
+    def next(self, dropout=None, *, run=True) -> Run:
+        participants, reason = self.server.next_participants()
+        assert reason is None, reason
+        q, x = round_inputs(self.n, participants, self.dim, BITS, J, self.rng)
+        self.q.append(q)
+        self.net.next_round(x, dropout)
+        if run:
+            self.net.run()
+        return self
+
+    def check_exact(self, r: int) -> None:
+        res = self.server.result
+        np.testing.assert_array_equal(
+            res.integer_total, exact_total(self.q[r], res.survivors, self.dim)
+        )
+
+
+def combine(shares: dict[int, bytes], threshold: int) -> bytes:
+    """A secret from its holders' shares (the x-coordinate of holder h is h + 1)."""
+    return shamir.combine({h + 1: s for h, s in shares.items()}, threshold)
+
+
+def shares_of(responses, owner: int, kind: str) -> dict[int, bytes]:
+    field = "self_mask_shares" if kind == "self" else "mask_key_shares"
+    return {
+        sender: dict(getattr(m, field))[owner]
+        for sender, m in responses.items()
+        if owner in dict(getattr(m, field))
+    }
+
+
+def ring(q) -> np.ndarray:
+    """An integer vector in Z_{2^BITS} (two's complement), by plain numpy."""
+    return (np.asarray(q, dtype=np.int64) % (1 << BITS)).astype(np.uint64)
+
+
+def fingerprint(server) -> bytes:
+    return pickle.dumps((server.stage, server._state, server.index, server.round))
+
+
+# -- the server's view across rounds --------------------------------------------------------
+
+
+def test_a_round_r_mask_key_does_not_unmask_the_round_before():
+    # v survives round 0 (its b^(0) is rebuilt) and drops at round 1's masked input (its
+    # round-1 mask key s^(1) is rebuilt). With all it received, the server still cannot
+    # take v's masks out of v's round-0 masked input; v's true s^(0) would.
+    n, v, dim = 6, 2, 8
+    run = Run(semi_honest(n, rounds=3), n, dim=dim).first()
+    run.check_exact(0)
+    sid = run.server._session_id
+    keys_seen = {
+        m.sender: (m.channel_public_key, m.mask_public_key)
+        for m in run.net.all_sent(sm.AdvertiseKeys)
+    }
+    t = run.server.thresholds[v]
+    b0 = combine(shares_of(run.net.responses(0), v, "self"), t)
+    assert not shares_of(run.net.responses(0), v, "key")
+    run.next({v: "masked_input"})
+    run.check_exact(1)
+    assert v not in run.server.result.survivors
+    assert not shares_of(run.net.responses(1), v, "self")  # b^(1) of v is never asked for
+    s1 = keys.KeyPair.from_private_bytes(combine(shares_of(run.net.responses(1), v, "key"), t))
+    assert s1.public_bytes == mask_key(keys_seen[v][1], 1) != mask_key(keys_seen[v][1], 0)
+
+    y0 = run.net.masked_inputs(0)[v].vector.values
+    peers = sorted(set(range(n)) - {v})  # everyone took part in round 0
+
+    def strip(own, peer_key_round, context_round):
+        acc = prg.MaskSum(dim, BITS)
+        acc.add_words(y0)
+        add_self_mask(acc, b0, sid, v, remove=True)
+        for u in peers:
+            context = round_context(
+                pair_context(sid, v, keys_seen[v], u, keys_seen[u]), context_round
+            )
+            secret = pairwise_secret(own, mask_key(keys_seen[u][1], peer_key_round), context)
+            add_pairwise_mask(acc, secret, context, v, u, remove=True)
+        return acc.result()
+
+    truth = ring(run.q[0][v])  # v's round-0 input in the ring, by numpy
+    for peer_round in (0, 1):
+        for context_round in (0, 1):
+            assert not np.array_equal(strip(s1, peer_round, context_round), truth)
+    # The control: v's real round-0 mask key (from its session) gives the input back.
+    s0 = run.net.clients[v]._state.session.masks[0]
+    np.testing.assert_array_equal(strip(s0, 0, 0), truth)
+
+
+def test_over_a_session_no_peer_has_both_shares_of_one_round_revealed_or_anything_after_it_dropped():
+    n = 7
+    run = Run(semi_honest(n, rounds=4), n, seed=3).first()
+    run.check_exact(0)
+    for r, dropout in ((1, {1: "masked_input"}), (2, {4: "unmasking"}), (3, {})):
+        run.next(dropout)
+        run.check_exact(r)
+    dropped_in: dict[int, int] = {}
+    for r in range(4):
+        responses = run.net.responses(r)
+        for owner in range(n):
+            selfs, keys_ = shares_of(responses, owner, "self"), shares_of(responses, owner, "key")
+            assert not (selfs and keys_), (r, owner)
+            if owner in dropped_in:
+                assert not selfs and not keys_, (
+                    f"client {owner} dropped in round {dropped_in[owner]}"
+                )
+            if keys_:
+                dropped_in[owner] = r
+    assert dropped_in == {1: 1}
+    assert 4 not in run.server.result.survivors  # it missed round 1's unmasking: gone after it
+
+
+# -- the state machine's rules ----------------------------------------------------------------
+
+
+def _rewrite_next_round(participants_of):
+    """A tamper giving the NextRound to each recipient the participants ``participants_of``
+    returns (None: unchanged)."""
+
+    def tamper(msg):
+        if isinstance(msg, sm.NextRound):
+            named = participants_of(msg)
+            if named is not None:
+                return dataclasses.replace(msg, participants=tuple(sorted(named))).to_bytes()
+        return msg.to_bytes()
+
+    return tamper
+
+
+def _refused_next_round(run: Run, target: int, participants, match: str) -> None:
+    """Deliver a NextRound naming ``participants`` to ``target``: refused, target aborted,
+    nothing sent (its input was given first, so an accepted one would send the masked input)."""
+    run.net.tamper = _rewrite_next_round(lambda m: participants if m.recipient == target else None)
+    run.next(run=False)
+    r = run.server.round
+    run.net.flush()
+    err = run.net.client_errors.get(target)
+    assert isinstance(err, RemoteProtocolError) and match in str(err), err
+    assert run.net.clients[target].aborted
+    assert not run.net.of_round(target, sm.MaskedInput, r)
+    # The others are unaffected: each sent its round-r masked input.
+    others = {
+        m.recipient for m in run.net.server_sent if isinstance(m, sm.NextRound) and m.round == r
+    }
+    assert all(run.net.of_round(c, sm.MaskedInput, r) for c in others - {target})
+
+
+def test_next_round_naming_a_dropped_peer_is_refused():
+    n = 5
+    run = Run(semi_honest(n), n, dropout={4: "masked_input"}).first()
+    assert 4 not in run.server.result.survivors
+    _refused_next_round(run, 0, {0, 1, 2, 3, 4}, "dropped or left")
+
+
+def test_next_round_naming_a_peer_that_left_is_refused():
+    # 4 is in round 0's sum but misses its unmasking: not listed for round 1 (it left).
+    n = 5
+    run = Run(semi_honest(n), n, dropout={4: "unmasking"}).first()
+    assert 4 in run.server.result.survivors
+    run.next()
+    assert 4 not in run.server.result.survivors
+    run.check_exact(1)
+    _refused_next_round(run, 0, {0, 1, 2, 3, 4}, "dropped or left")
+
+
+def test_next_round_leaving_the_client_out_or_below_threshold_is_refused():
+    n = 5
+    run = Run(semi_honest(n), n).first()
+    _refused_next_round(run, 0, {1, 2, 3, 4}, "leave out this client")
+    run = Run(semi_honest(n), n).first()
+    assert run.server.thresholds[0] == 3
+    _refused_next_round(run, 0, {0, 1}, "threshold is 3")
+
+
+@pytest.mark.parametrize("kind", [sm.MaskedInput, sm.ConsistencySignature, sm.UnmaskResponse])
+def test_a_message_of_round_r_replayed_in_round_r_plus_1_is_refused_and_the_real_one_taken(kind):
+    n, sender = 6, 1
+    proto, ids = active(n) if kind is sm.ConsistencySignature else (semi_honest(n), None)
+    run = Run(proto, n, identities=ids).first()
+    (old,) = run.net.of_round(sender, kind, 0)
+    run.next(run=False)
+    server = run.net.run_until_server_stage(kind.STAGE).server
+    assert server.round == 1 and sender in server.awaiting
+    # As replayed, and (a consistency signature) re-headed for round 1: its statement
+    # binds round 0, so the signature does not verify.
+    replays = [old] + (
+        [dataclasses.replace(old, round=1)] if kind is sm.ConsistencySignature else []
+    )
+    for replay in replays:
+        before = fingerprint(server)
+        with pytest.raises(RemoteProtocolError, match=r"from round 0|signature"):
+            server.receive(replay.to_bytes())
+        assert fingerprint(server) == before, "a refused replay changed the server"
+        assert sender in server.awaiting
+    run.net.run()  # the real round-1 message is taken
+    assert sender in server.result.survivors and len(run.net.of_round(sender, kind, 1)) == 1
+    run.check_exact(1)
+
+
+def test_a_client_of_another_session_is_refused_both_ways():
+    # Two sessions of one config and cohort, same round numbers: a round-1 masked input of
+    # session A is refused by B's server (session id), and B's NextRound by A's client.
+    n = 5
+    a = Run(semi_honest(n), n, seed=1).first()
+    b = Run(semi_honest(n), n, seed=2).first()
+    a.next(run=False)
+    b.next(run=False)
+    a.net.flush()
+    (foreign,) = a.net.of_round(1, sm.MaskedInput, 1)
+    before = fingerprint(b.server)
+    with pytest.raises(RemoteProtocolError, match="another session"):
+        b.server.receive(foreign.to_bytes())
+    assert fingerprint(b.server) == before
+    next_round_b = next(
+        m for m in b.net.server_sent if isinstance(m, sm.NextRound) and m.recipient == 0
+    )
+    fresh = Run(semi_honest(n), n, seed=1).first()
+    fresh.next(run=False)  # A again (same seed): client 0 awaits its NextRound
+    with pytest.raises(RemoteProtocolError, match="another session"):
+        fresh.net.clients[0].receive(next_round_b.to_bytes())
+    assert fresh.net.clients[0].aborted
+    b.net.run()
+    b.check_exact(1)
+
+
+def test_start_when_the_rounds_are_used_up_raises():
+    n = 5
+    run = Run(semi_honest(n, rounds=2), n).first().next()
+    run.check_exact(1)
+    assert run.server.stage == "completed" and run.server.rounds_left == 0
+    participants, reason = run.server.next_participants()
+    assert not participants and reason is not None
+    with pytest.raises(LocalProtocolError):
+        run.server.start()
+    assert all(c.stage == "completed" for c in run.net.clients.values())
+
+
+@pytest.mark.parametrize("cls", [protocols.SecAgg, protocols.SecAggPlus])
+@pytest.mark.parametrize("rounds", [0, -1, True, 1025, 2.0, "2", None])
+def test_rounds_must_be_an_int_from_1_to_1024(cls, rounds):
+    with pytest.raises(ValueError, match="rounds"):
+        cls(semi_honest=True, rounds=rounds)
+
+
+def test_rounds_1024_is_the_largest_session():
+    assert protocols.SecAgg(semi_honest=True, rounds=1024).rounds == 1024
+
+
+# Digests computed with the code of commit 8ba3a02 (before multi-round sessions existed),
+# DIM = 7: a single-round config keeps the digest it always had (its peers and snapshots
+# still match); a multi-round one differs.
+OLD_DIGESTS = [
+    (
+        lambda: protocols.SecAgg(semi_honest=True),
+        "39d09c3a7c429dfdb75fa43c1a400a02428b9dc61439e421eeedcca6cfea2bdd",
+    ),
+    (
+        lambda: protocols.SecAgg(),
+        "ff81c28fa43e3221caca63a67df797a63246cc950e65f7c6f618af29b5ecb0bd",
+    ),
+    (
+        lambda: protocols.SecAggPlus(semi_honest=True, k=4, bits=24, clip=2.0),
+        "a3560e273a006d6dafbe513e0c8a5c38edf470638a447620b984479d78ea7278",
+    ),
+    (
+        lambda: protocols.SecAggPlus(threshold=0.6),
+        "8a232c7b800e1879d670e8774b1076c7e535d23ac20c59f4005337c14ace6b12",
+    ),
+    (
+        lambda: protocols.SecAgg(
+            roster=enroll(range(5), rng=DeterministicRandom("mrtests/digest"))[0]
+        ),
+        "65b5da11bdf9df524bc296255841d640a5f60e67caa4788c49153d229cce2fc2",
+    ),
+]
+
+
+@pytest.mark.parametrize("make, digest", OLD_DIGESTS)
+def test_a_single_round_config_keeps_its_digest(make, digest):
+    proto = make()
+    assert proto.rounds == 1
+    assert proto.config_digest(7).hex() == digest
+    assert dataclasses.replace(proto, rounds=1).config_digest(7).hex() == digest
+    two, three = (dataclasses.replace(proto, rounds=r).config_digest(7).hex() for r in (2, 3))
+    assert len({digest, two, three}) == 3
+
+
+def test_simulate_refuses_a_multi_round_config():
+    x = {c: np.zeros(DIM) for c in range(5)}
+    with pytest.raises(LocalProtocolError, match="SimulatedSession"):
+        protocols.simulate(protocols.SecAgg(semi_honest=True, rounds=2), x)
+    with pytest.raises(LocalProtocolError, match="SimulatedSession"):
+        protocols.simulate(protocols.SecAggPlus(rounds=3), x)
+    assert protocols.simulate(protocols.SecAgg(semi_honest=True), x).survivors == list(range(5))
