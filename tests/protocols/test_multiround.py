@@ -572,3 +572,145 @@ def test_simulate_refuses_a_multi_round_config():
     with pytest.raises(LocalProtocolError, match="SimulatedSession"):
         protocols.simulate(protocols.SecAggPlus(rounds=3), x)
     assert protocols.simulate(protocols.SecAgg(semi_honest=True), x).survivors == list(range(5))
+
+
+# -- a deviating server in later rounds (through the wire format) -------------------------
+
+
+def _in_round(r, tamper):
+    """Apply ``tamper`` (message -> message) to the server's messages of round ``r`` only."""
+
+    def rewrite(msg):
+        if msg.round == r:
+            msg = tamper(msg)
+        return msg.to_bytes()
+
+    return rewrite
+
+
+def _told_dropped(target, victims):
+    """Round 1's unmasking request tells ``victims`` the target dropped."""
+
+    def tamper(msg):
+        if msg.recipient not in victims:
+            return msg
+        if isinstance(msg, sm.CertifiedUnmaskRequest):
+            return dataclasses.replace(
+                msg, survivors=tuple(c for c in msg.survivors if c != target)
+            )
+        if isinstance(msg, sm.UnmaskRequest):
+            return dataclasses.replace(
+                msg,
+                survivors=tuple(c for c in msg.survivors if c != target),
+                dropped=tuple(sorted({*msg.dropped, target})),
+            )
+        return msg
+
+    return _in_round(1, tamper)
+
+
+def _one_kind_per_client(responses, target):
+    for sender, m in responses.items():
+        assert not (target in dict(m.self_mask_shares) and target in dict(m.mask_key_shares)), (
+            sender
+        )
+
+
+def test_inconsistent_views_in_round_1_leak_a_mask_key_on_semi_honest():
+    # The documented non-guarantee, in a later round: t victims told that the target
+    # dropped reveal its round-1 mask key although its round-1 input is in the sum; the
+    # server can then strip every pairwise mask from it (only the self mask is left).
+    n, target, victims, dim = 6, 0, {1, 2, 3, 4}, 8
+    run = Run(semi_honest(n, rounds=3), n, dim=dim).first()
+    run.net.tamper = _told_dropped(target, victims)
+    run.next(run=False)
+    # (This honest server's bookkeeping refuses the answers to the lie; a malicious one would not.)
+    with pytest.raises(RemoteProtocolError, match="different unmasking request"):
+        run.net.run()
+    responses = run.net.responses(1)
+    _one_kind_per_client(responses, target)
+    key_shares = shares_of(responses, target, "key")
+    assert set(key_shares) == victims and len(key_shares) >= run.server.thresholds[target]
+    s1 = keys.KeyPair.from_private_bytes(combine(key_shares, run.server.thresholds[target]))
+    advertised = {
+        m.sender: (m.channel_public_key, m.mask_public_key)
+        for m in run.net.all_sent(sm.AdvertiseKeys)
+    }
+    assert s1.public_bytes == mask_key(advertised[target][1], 1)
+    sid = run.server._session_id
+    acc = prg.MaskSum(dim, BITS)
+    acc.add_words(run.net.masked_inputs(1)[target].vector.values)
+    for u in sorted(set(range(n)) - {target}):
+        context = round_context(pair_context(sid, target, advertised[target], u, advertised[u]), 1)
+        secret = pairwise_secret(s1, mask_key(advertised[u][1], 1), context)
+        add_pairwise_mask(acc, secret, context, target, u, remove=True)
+    # What is left is x + PRG(b^(1)): the target's true seed (from its session) confirms it.
+    add_self_mask(
+        acc, run.net.clients[target]._state.session.self_mask_seeds[1], sid, target, remove=True
+    )
+    np.testing.assert_array_equal(acc.result(), ring(run.q[1][target]))
+
+
+def test_inconsistent_views_in_round_1_are_refused_when_active_and_nothing_is_revealed():
+    n, target, victims = 6, 0, {1, 2, 3, 4}
+    proto, ids = active(n)
+    run = Run(proto, n, identities=ids).first()
+    run.check_exact(0)
+    run.net.tamper = _told_dropped(target, victims)
+    run.next()
+    assert run.server.aborted
+    assert set(run.net.client_errors) == victims
+    assert all("another set" in str(e) for e in run.net.client_errors.values())
+    responses = run.net.responses(1)
+    assert set(responses) == set(range(n)) - victims
+    _one_kind_per_client(responses, target)
+    assert not shares_of(responses, target, "key")  # the target's round-1 mask key stays secret
+
+
+@pytest.mark.parametrize("variant", ["semi-honest", "active"])
+def test_a_peer_dropped_in_round_0_listed_again_in_round_1_is_refused(variant):
+    n, gone = 7, 6
+    proto, ids = active(n) if variant == "active" else (semi_honest(n), None)
+    run = Run(proto, n, identities=ids, dropout={gone: "masked_input"}).first()
+    assert gone not in run.server.result.survivors
+    run.check_exact(0)
+    run.net.tamper = _in_round(
+        1,
+        lambda m: (
+            dataclasses.replace(m, participants=tuple(sorted({*m.participants, gone})))
+            if isinstance(m, sm.NextRound)
+            else m
+        ),
+    )
+    run.next(run=False)
+    run.net.flush()
+    honest = set(range(n)) - {gone}
+    assert set(run.net.client_errors) == honest
+    assert all("dropped or left" in str(e) for e in run.net.client_errors.values())
+    assert not run.net.masked_inputs(1)  # nobody masked with the old keys of round 1
+
+
+def test_a_round_0_certificate_replayed_in_round_1_is_refused():
+    # The same survivor set in both rounds, signed by everyone in round 0: the statement
+    # binds the round, so round 0's signatures certify nothing in round 1.
+    n = 6
+    proto, ids = active(n)
+    run = Run(proto, n, identities=ids).first()
+    old = {
+        m.recipient: m
+        for m in run.net.server_sent
+        if isinstance(m, sm.CertifiedUnmaskRequest) and m.round == 0
+    }
+    assert len(old) == n
+
+    def tamper(msg):
+        if isinstance(msg, sm.CertifiedUnmaskRequest):
+            assert msg.survivors == old[msg.recipient].survivors
+            return dataclasses.replace(msg, signatures=old[msg.recipient].signatures)
+        return msg
+
+    run.net.tamper = _in_round(1, tamper)
+    run.next()
+    assert run.server.aborted and set(run.net.client_errors) == set(range(n))
+    assert all("consistency signature" in str(e) for e in run.net.client_errors.values())
+    assert not run.net.responses(1)
