@@ -714,3 +714,50 @@ def test_a_round_0_certificate_replayed_in_round_1_is_refused():
     assert run.server.aborted and set(run.net.client_errors) == set(range(n))
     assert all("consistency signature" in str(e) for e in run.net.client_errors.values())
     assert not run.net.responses(1)
+
+
+# -- snapshots between rounds, and a client that comes back with its old state --------------
+
+
+@pytest.mark.parametrize("variant", ["semi-honest", "active"])
+def test_clients_restored_between_rounds_continue_the_session(variant):
+    n = 6
+    proto, ids = active(n) if variant == "active" else (semi_honest(n), None)
+    run = Run(proto, n, identities=ids).first()
+    run.check_exact(0)
+    for c, client in list(run.net.clients.items()):
+        assert client.stage == "next_round"
+        blob = client.snapshot()
+        run.net.clients[c] = proto.restore_client(
+            blob, rng=DeterministicRandom(f"restored/{c}"), identity=None if ids is None else ids[c]
+        )
+        assert run.net.clients[c].stage == "next_round" and run.net.clients[c].round == 1
+    run.next({5: "masked_input"})
+    assert not run.net.client_errors
+    assert set(run.server.result.survivors) == set(range(5))
+    run.check_exact(1)
+
+
+def test_a_client_that_dropped_cannot_come_back_with_a_snapshot_of_its_old_state():
+    n, v = 5, 4
+    run = Run(semi_honest(n), n).first()
+    saved = run.net.clients[v].snapshot()  # after round 0: holds every key and share
+    run.next({v: "masked_input"})  # v's round-1 mask key is rebuilt
+    run.check_exact(1)
+    (stale_next,) = [
+        m for m in run.net.server_sent if isinstance(m, sm.NextRound) and m.recipient == v
+    ]
+    run.next(run=False)
+    assert not any(m.recipient == v for m in run.net.server_sent if m.round == 2)
+    back = run.server.proto.restore_client(saved, rng=DeterministicRandom("back"))
+    back.provide_input(np.zeros(DIM))
+    (masked,) = back.receive(stale_next.to_bytes())  # its old round 1, replayed to it
+    server = run.server
+    for attempt in (masked, dataclasses.replace(masked, round=server.round)):
+        before = fingerprint(server)
+        with pytest.raises(RemoteProtocolError, match=r"round 1|not part of stage"):
+            server.receive(attempt.to_bytes())
+        assert fingerprint(server) == before
+    run.net.run()
+    assert v not in run.server.result.survivors
+    run.check_exact(2)
