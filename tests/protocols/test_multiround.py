@@ -761,3 +761,20 @@ def test_a_client_that_dropped_cannot_come_back_with_a_snapshot_of_its_old_state
     run.net.run()
     assert v not in run.server.result.survivors
     run.check_exact(2)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="liveness (reported): a client whose unmasking response was lost is never told it "
+    "is out of the session; it waits for a NextRound that never comes",
+)
+def test_a_client_whose_unmasking_response_was_lost_is_told_it_is_out():
+    # The rule the setup follows ("Clients that missed the deadline are told too, so none
+    # waits forever", server._relay_keys) applied to the rounds of a session.
+    n, lost = 5, 4
+    run = Run(semi_honest(n), n, dropout={lost: "unmasking"}).first()
+    assert run.net.clients[lost].stage == "next_round"  # it answered; the answer was lost
+    run.net.silenced.discard(lost)  # it is reachable again (only its message was lost)
+    run.next()
+    run.check_exact(1)
+    assert run.net.clients[lost].aborted, run.net.clients[lost].stage
