@@ -89,8 +89,12 @@ class Model:
         return sharers or None
 
     def round(self, participants, drops, index):
-        """``(survivors, alive)`` of a round, or None if it aborts; ``index`` > 0 also
-        accepts an abort when a sender is pruned (a running sum cannot exclude it)."""
+        """``(survivors, alive, may_abort)`` of a round, or None if it must abort.
+
+        ``alive``: who answered the unmasking. ``may_abort``: a sender was pruned in a
+        round after the first; a server that keeps only a running sum of masked inputs
+        then aborts instead of excluding it (the server docstring's rule), and either
+        outcome is accepted."""
         stage = {c: drops.get(c) for c in participants}
         senders = {c for c in participants if stage[c] in (None, "consistency", "unmasking")}
         survivors = self.prune(senders)
