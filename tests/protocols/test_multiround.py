@@ -318,6 +318,32 @@ def ring(q) -> np.ndarray:
     return (np.asarray(q, dtype=np.int64) % (1 << BITS)).astype(np.uint64)
 
 
+@pytest.fixture
+def dealt(monkeypatch):
+    """The secrets every client deals at the setup (its self-mask seeds, then its mask
+    private keys), seen where it splits them: the tests' ground truth about a client,
+    without reading its session's private state."""
+    calls: list[tuple[bytes, ...]] = []
+    real = shamir.split_many
+
+    def spy(secrets, *args, **kw):
+        calls.append(tuple(secrets))
+        return real(secrets, *args, **kw)
+
+    monkeypatch.setattr(shamir, "split_many", spy)
+    return calls
+
+
+def dealt_by(calls, mask_run: bytes, rounds: int):
+    """``(self-mask seeds, mask key pairs)`` of the client that advertised ``mask_run``."""
+    for secrets in calls:
+        if len(secrets) == 2 * rounds:
+            pairs = [keys.KeyPair.from_private_bytes(s) for s in secrets[rounds:]]
+            if b"".join(p.public_bytes for p in pairs) == mask_run:
+                return secrets[:rounds], pairs
+    raise AssertionError("no client dealt these mask keys")
+
+
 def fingerprint(server) -> bytes:
     return pickle.dumps((server.stage, server._state, server.index, server.round))
 
@@ -325,7 +351,7 @@ def fingerprint(server) -> bytes:
 # -- the server's view across rounds --------------------------------------------------------
 
 
-def test_a_round_r_mask_key_does_not_unmask_the_round_before():
+def test_a_round_r_mask_key_does_not_unmask_the_round_before(dealt):
     # v survives round 0 (its b^(0) is rebuilt) and drops at round 1's masked input (its
     # round-1 mask key s^(1) is rebuilt). With all it received, the server still cannot
     # take v's masks out of v's round-0 masked input; v's true s^(0) would.
@@ -367,7 +393,7 @@ def test_a_round_r_mask_key_does_not_unmask_the_round_before():
         for context_round in (0, 1):
             assert not np.array_equal(strip(s1, peer_round, context_round), truth)
     # The control: v's real round-0 mask key (from its session) gives the input back.
-    s0 = run.net.clients[v]._state.session.masks[0]
+    s0 = dealt_by(dealt, keys_seen[v][1], 3)[1][0]
     np.testing.assert_array_equal(strip(s0, 0, 0), truth)
 
 
@@ -620,7 +646,7 @@ def _one_kind_per_client(responses, target):
         )
 
 
-def test_inconsistent_views_in_round_1_leak_a_mask_key_on_semi_honest():
+def test_inconsistent_views_in_round_1_leak_a_mask_key_on_semi_honest(dealt):
     # The documented non-guarantee, in a later round: t victims told that the target
     # dropped reveal its round-1 mask key although its round-1 input is in the sum; the
     # server can then strip every pairwise mask from it (only the self mask is left).
@@ -649,9 +675,8 @@ def test_inconsistent_views_in_round_1_leak_a_mask_key_on_semi_honest():
         secret = pairwise_secret(s1, mask_key(advertised[u][1], 1), context)
         add_pairwise_mask(acc, secret, context, target, u, remove=True)
     # What is left is x + PRG(b^(1)): the target's true seed (from its session) confirms it.
-    add_self_mask(
-        acc, run.net.clients[target]._state.session.self_mask_seeds[1], sid, target, remove=True
-    )
+    seeds, _ = dealt_by(dealt, advertised[target][1], 3)
+    add_self_mask(acc, seeds[1], sid, target, remove=True)
     np.testing.assert_array_equal(acc.result(), ring(run.q[1][target]))
 
 
