@@ -240,10 +240,12 @@ class RoundCompleted(Completed):
     """Multi-round session: a round's result is out; ``start()`` begins the next round.
 
     ``alive`` are the clients that answered this round's unmasking: only they
-    may take part in the next round.
+    may take part in the next round. ``unanswered`` were asked and did not
+    answer: the next round tells them they are out, so none waits forever.
     """
 
     alive: frozenset[int] = frozenset()
+    unanswered: frozenset[int] = frozenset()
     NAME: ClassVar[str] = "round_completed"
 
 
@@ -311,7 +313,8 @@ class SecAggServer(ServerSession):
         self.neighbours: dict[int, frozenset[int]] = {}
         self.thresholds: dict[int, int] = {}
         #: Clients caught deviating this round, with what they did (a wrong share,
-        #: a reported envelope). Refused messages are not listed: the driver sees those.
+        #: a reported envelope, a signature that does not verify). Other refused
+        #: messages are not listed: the driver sees those.
         self.blame: dict[int, str] = {}
         #: The session round in progress (0-based; ``round`` is the first round's number
         #: plus this). A multi-round session (``proto.rounds`` > 1) keeps its keys,
@@ -831,7 +834,9 @@ class SecAggServer(ServerSession):
             scale=self.encoder.scale,
         )
         if r + 1 < self.proto.rounds:
-            self._state = RoundCompleted(frozenset(st.responses))
+            self._state = RoundCompleted(
+                frozenset(st.responses), frozenset(st.expected) - frozenset(st.responses)
+            )
         else:
             self._state = Completed()
         return []
@@ -886,7 +891,7 @@ class SecAggServer(ServerSession):
         participants, reason = self.next_participants()
         if reason is not None:
             raise LocalProtocolError(f"no further round in this session: {reason}")
-        left_out = self._state.alive - participants
+        left_out = (self._state.alive - participants) | self._state.unanswered
         self.round += 1
         self.index += 1
         self.blame = {}

@@ -792,11 +792,6 @@ def test_a_client_that_dropped_cannot_come_back_with_a_snapshot_of_its_old_state
     run.check_exact(2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="liveness (reported): a client whose unmasking response was lost is never told it "
-    "is out of the session; it waits for a NextRound that never comes",
-)
 def test_a_client_whose_unmasking_response_was_lost_is_told_it_is_out():
     # The rule the setup follows ("Clients that missed the deadline are told too, so none
     # waits forever", server._relay_keys) applied to the rounds of a session.
