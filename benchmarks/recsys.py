@@ -18,6 +18,11 @@ path); never commit the data.
    client. SecAgg+ is also run with a 1-coordinate input, which isolates the
    per-client cost that does not depend on the dimension (key agreement,
    Shamir shares, the neighbour graph).
+1b. **One multi-round session** (``--session-rounds R``, default 4; each
+   multi-round protocol of ``--protocols``): R training rounds of every user
+   after one key setup, each round's wall, protocol CPU and setup share, the
+   mean after the setup against the single-round session of section 1 (same
+   run), and three evaluations through their own session.
 2. **Explicit degrees** (``--degrees 12 16 20``): the SecAgg+ protocol alone
    for 943 clients with inputs of the round's dimension and a fixed degree
    k, i.e. what a weaker graph than the default would buy.
@@ -134,6 +139,99 @@ def bench_round(
     }
 
 
+def bench_session(
+    train, test, protocol: str, factors: int, workers: int, seed: int, rounds: int
+) -> dict[str, Any]:
+    """``rounds`` training rounds of every client in one multi-round session (one setup).
+
+    Evaluation runs in its own session after the last round (and is timed
+    apart): the training rounds' walls are the rounds alone.
+    """
+    cfg = FederatedConfig(
+        n_factors=factors, workers=workers, seed=seed, protocol_seed=seed, eval_every=10**6
+    )
+    plan = Plan(protocol, local_epochs=2, session_rounds=rounds)
+    # rounds + 1 planned, so no round is the run's last (which evaluates) and the
+    # session serves exactly `rounds` rounds.
+    trainer = FederatedTrainer(train, test, plan, cfg, rounds=rounds + 1)
+    rows = []
+    for _ in range(rounds):
+        load = _load()
+        t0 = time.perf_counter()
+        row = trainer.step()
+        wall = time.perf_counter() - t0
+        st = trainer.last["agg"].stats
+        rows.append(
+            {
+                "session_round": row.session_round,
+                "load": load,
+                "round_wall_s": wall,
+                "protocol_wall_s": st.wall_seconds,
+                "local_training_cpu_s": row.train_seconds,
+                "protocol_client_cpu_s": st.client_seconds,
+                "protocol_server_cpu_s": st.server_seconds,
+                "setup_client_cpu_s": row.setup_client_seconds,
+                "setup_server_cpu_s": row.setup_server_seconds,
+                "setup_bytes": row.setup_bytes,
+                "bytes_up_per_client": row.bytes_up / row.sampled,
+                "bytes_down_per_client": (row.bytes_down - row.bytes_down_model) / row.sampled,
+                "client_cpu_by_stage_s": dict(st.seconds_by_stage["client"]),
+            }
+        )
+    evaluations = []
+    for _ in range(3):  # the first pays the evaluation session's setup
+        t0 = time.perf_counter()
+        trainer.evaluate()
+        evaluations.append(
+            {"wall_s": time.perf_counter() - t0, "session_round": trainer.last["eval"].session_round}
+        )
+    trainer.close()
+    later = rows[1:]
+    return {
+        "protocol": protocol,
+        "rounds": rounds,
+        "clients": trainer.population.n_clients,
+        "dim": trainer.layout.dim,
+        "workers": workers,
+        "per_round": rows,
+        "evaluations": evaluations,
+        "after_setup_mean_round_wall_s": float(np.mean([r["round_wall_s"] for r in later])),
+        "after_setup_mean_client_cpu_s": float(
+            np.mean([r["protocol_client_cpu_s"] for r in later])
+        ),
+        "after_setup_mean_server_cpu_s": float(
+            np.mean([r["protocol_server_cpu_s"] for r in later])
+        ),
+    }
+
+
+def _print_session(res: dict[str, Any], single: dict[str, Any] | None) -> None:
+    print(
+        f"\n{res['protocol']} multi-round session: {res['rounds']} rounds, {res['clients']} clients, "
+        f"dim {res['dim']}, workers {res['workers']}"
+    )
+    print("  round  wall s  protocol s  client CPU s  server CPU s  setup client CPU s  load")
+    for r in res["per_round"]:
+        print(
+            f"  {r['session_round']:5d} {r['round_wall_s']:7.2f} {r['protocol_wall_s']:11.2f} "
+            f"{r['protocol_client_cpu_s']:13.2f} {r['protocol_server_cpu_s']:13.2f} "
+            f"{r['setup_client_cpu_s']:19.2f} {r['load']:5.1f}"
+        )
+    print(
+        "  evaluations (wall s, session round): "
+        + ", ".join(f"{e['wall_s']:.2f} ({e['session_round']})" for e in res["evaluations"])
+    )
+    wall = res["after_setup_mean_round_wall_s"]
+    print(f"  after setup: mean round wall {wall:.2f} s (target <= 5 s: {'pass' if wall <= 5 else 'MISS'})")
+    if single is not None:
+        ratio = res["after_setup_mean_client_cpu_s"] / single["protocol_client_cpu_s"]
+        res["client_cpu_ratio_vs_single_round"] = ratio
+        print(
+            f"  client CPU per round after setup / single-round session's: {ratio:.3f}x "
+            f"(target <= 0.4x: {'pass' if ratio <= 0.4 else 'MISS'})"
+        )
+
+
 def bench_protocol(
     n: int, dim: int, workers: int, seed: int, k: int | None = None
 ) -> dict[str, Any]:
@@ -227,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", nargs="*", default=["secagg+", "plaintext"])
     parser.add_argument("--no-fixed-cost", action="store_true")
     parser.add_argument(
+        "--session-rounds",
+        type=int,
+        default=4,
+        help="rounds of the multi-round session section (1: skip it)",
+    )
+    parser.add_argument(
         "--degrees",
         nargs="*",
         type=int,
@@ -264,6 +368,17 @@ def main(argv: list[str] | None = None) -> int:
         res = bench_round(train, test, proto, args.factors, args.workers, args.seed)
         out["round"].append(res)
         _print_round(res)
+    out["sessions"] = []
+    if args.session_rounds > 1:
+        for proto in args.protocols:
+            if not protocols.registry.config_class(proto).MULTI_ROUND:
+                continue
+            res = bench_session(
+                train, test, proto, args.factors, args.workers, args.seed, args.session_rounds
+            )
+            single = next((r for r in out["round"] if r["protocol"] == proto), None)
+            _print_session(res, single)
+            out["sessions"].append(res)
     if "secagg+" in args.protocols and not args.no_fixed_cost:
         fixed = bench_protocol(ratings.n_users, 1, args.workers, args.seed)
         out["secagg+_dim1"] = fixed

@@ -13,12 +13,14 @@ messages are in flight. CPU seconds are measured per role and per stage with
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import struct
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker, shared_memory
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -219,14 +221,23 @@ class _ClientHost:
         return out, timing
 
 
-def _encode_inputs(inputs: Mapping[int, np.ndarray]) -> bytes:
-    return _encode_batch(
-        (cid, np.ascontiguousarray(x, dtype="<f8").tobytes()) for cid, x in inputs.items()
-    )
-
-
-def _decode_inputs(data: bytes) -> dict[int, np.ndarray]:
-    return {cid: np.frombuffer(raw, dtype="<f8").copy() for cid, raw in _decode_batch(data)}
+def _read_shared_inputs(request: bytes) -> dict[int, np.ndarray]:
+    """A worker's rows of the parent's shared-memory input table (see _ProcessHosts.provide)."""
+    name, header = request.split(b"\0", 1)
+    dim, count = struct.unpack_from(">II", header)
+    pairs = struct.unpack_from(f">{2 * count}I", header, 8)
+    block = shared_memory.SharedMemory(name=name.decode())
+    # Attaching registered the block with the resource tracker the fork shares with
+    # the parent, which unlinks it; without this the tracker reports it leaked.
+    resource_tracker.unregister(block._name, "shared_memory")  # type: ignore[attr-defined]
+    try:
+        rows = max(pairs[1::2], default=-1) + 1
+        table = np.ndarray((max(rows, 0), dim), dtype="<f8", buffer=block.buf)
+        out = {cid: table[row].copy() for cid, row in zip(pairs[::2], pairs[1::2], strict=True)}
+        del table
+    finally:
+        block.close()
+    return out
 
 
 def _encode_timing(timing: Mapping[str, float]) -> bytes:
@@ -266,7 +277,7 @@ def _worker(
             if request == b"stop":
                 return
             if request[:2] == b"in":
-                host.provide(_decode_inputs(request[2:]))
+                host.provide(_read_shared_inputs(request[2:]))
             else:
                 host.deliver(_decode_batch(request))
             out, timing = host.drain()
@@ -340,12 +351,26 @@ class _ProcessHosts:
         return out, timing
 
     def provide(self, inputs: Mapping[int, np.ndarray]) -> None:
-        per_worker: dict[int, dict[int, np.ndarray]] = defaultdict(dict)
-        for cid, x in inputs.items():
-            per_worker[self.owner[cid]][cid] = x
-        for w, conn in enumerate(self.conns):
-            conn.send_bytes(b"in" + _encode_inputs(per_worker.get(w, {})))
-        self._collect_replies()
+        # One shared-memory block per round instead of every float vector through the
+        # pipes (hundreds of MB at ML-100K size); the pipes carry only its name and rows.
+        ids = list(inputs)
+        dim = len(next(iter(inputs.values()))) if ids else 0
+        block = shared_memory.SharedMemory(create=True, size=max(8 * dim * len(ids), 1))
+        try:
+            table = np.ndarray((len(ids), dim), dtype="<f8", buffer=block.buf)
+            rows: dict[int, list[tuple[int, int]]] = defaultdict(list)
+            for row, cid in enumerate(ids):
+                table[row] = inputs[cid]
+                rows[self.owner[cid]].append((cid, row))
+            for w, conn in enumerate(self.conns):
+                mine = rows.get(w, [])
+                header = struct.pack(f">II{2 * len(mine)}I", dim, len(mine), *itertools.chain(*mine))
+                conn.send_bytes(b"in" + block.name.encode() + b"\0" + header)
+            self._collect_replies()
+            del table
+        finally:
+            block.close()
+            block.unlink()
 
     def close(self) -> None:
         for conn, proc in zip(self.conns, self.procs):

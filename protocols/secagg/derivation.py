@@ -189,7 +189,8 @@ def advert_payload(cid: int, channel_pk: bytes, mask_pk: bytes, commit: bytes) -
 
 def survivor_payload(survivors: Iterable[int]) -> bytes:
     """What a consistency signature signs: the sorted survivor ids, 4 bytes each."""
-    return b"".join(_ID.pack(cid) for cid in sorted(survivors))
+    ids = sorted(survivors)
+    return struct.pack(f">{len(ids)}I", *ids)
 
 
 def committee(seed: bytes, cohort: Iterable[int], size: int) -> frozenset[int]:

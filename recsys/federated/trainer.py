@@ -337,13 +337,12 @@ class FederatedTrainer:
         inputs = {int(c): vectors[j] for j, c in enumerate(ids)}
         seed = self.config.protocol_seed
         # Every client with held-out ratings, no DP: a multi-round session serves the
-        # evaluations of this plan as long as it can (the plan's session rule at q = 1).
-        every = self.config.eval_every
-        evaluations_left = max((self.rounds - t) // every, 0) + 1
+        # evaluations of this plan as long as it can (the plan's session rule at q = 1,
+        # at most the run's planned rounds; evaluate() may be called between rounds too).
         length = 1
         if plan.releases:
             undivided = plan.replace(q=1.0, clip=None, noise_multiplier=None, target_epsilon=None)
-            length = undivided.session_length(evaluations_left)
+            length = undivided.session_length(self.rounds)
         proto = evaluation_protocol(plan, rounds=length)
         session = self._eval_session.get(
             (plan, None),
