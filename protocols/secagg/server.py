@@ -229,7 +229,7 @@ class CollectingSignatures(State):
     failed: dict[int, frozenset[int]]
     running: prg.MaskSum | None
     signatures: dict[int, bytes] = field(default_factory=dict)
-    payload: bytes = b""  # what each signature signs (survivor_payload of survivors)
+    payload: bytes = b""  # what each signature signs: survivor_payload(survivors), built once
     NAME: ClassVar[str] = "consistency"
 
     def awaiting(self, server: ServerSession) -> frozenset[int]:
@@ -673,6 +673,7 @@ class SecAggServer(ServerSession):
                 dict(st.masked),
                 dict(st.failed),
                 st.running,
+                payload=d.survivor_payload(survivors),
             )
             return out
         # Only survivors are asked: a client pruned above has fewer than t survivors
@@ -726,8 +727,6 @@ class SecAggServer(ServerSession):
         assert isinstance(st, CollectingSignatures)
         _check_session(msg, st.session_id)
         self._expect_new(msg.sender, st.survivors, st.signatures)
-        if not st.payload:  # once per round, not once per signature
-            st.payload = d.survivor_payload(st.survivors)
         statement = self._statement(CONSISTENCY_CONTEXT, st.session_id, st.payload)
         self._verify(msg.sender, msg.signature, statement, "consistency")
         st.signatures[msg.sender] = msg.signature
