@@ -83,3 +83,4 @@ def test_integer_mechanisms_decode_every_round_of_a_session(mode):
         assert np.abs(res.total - exact).max() < 0.5
         (event,) = res.events
         assert event == proto.event_for(DIM, len(res.survivors))
+
