@@ -108,10 +108,11 @@ have excluded the client.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -220,7 +221,10 @@ class CollectingMaskedInputs(State):
 
 
 @dataclass
-class CollectingSignatures(State):
+class _Announced:
+    """A round once its masked inputs are in: what the consistency check and the
+    unmasking both carry (each state adds its own fields after these)."""
+
     keys: Keys
     session_id: bytes
     survivors: frozenset[int]
@@ -228,6 +232,14 @@ class CollectingSignatures(State):
     masked: dict[int, np.ndarray | None]
     failed: dict[int, frozenset[int]]
     running: prg.MaskSum | None
+
+    def announced(self) -> dict[str, Any]:
+        """These fields by name, to build the next state from."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(_Announced)}
+
+
+@dataclass
+class CollectingSignatures(_Announced, State):
     signatures: dict[int, bytes] = field(default_factory=dict)
     payload: bytes = b""  # what each signature signs: survivor_payload(survivors), built once
     NAME: ClassVar[str] = "consistency"
@@ -251,14 +263,7 @@ class RoundCompleted(Completed):
 
 
 @dataclass
-class CollectingUnmasking(State):
-    keys: Keys
-    session_id: bytes
-    survivors: frozenset[int]
-    dropped: frozenset[int]
-    masked: dict[int, np.ndarray | None]
-    failed: dict[int, frozenset[int]]
-    running: prg.MaskSum | None
+class CollectingUnmasking(_Announced, State):
     expected: Expected
     responses: dict[int, UnmaskResponse] = field(default_factory=dict)
     NAME: ClassVar[str] = "unmasking"
@@ -648,6 +653,9 @@ class SecAggServer(ServerSession):
                 "the running sum, so the session ends (a new setup follows)",
                 st.sharers,
             )
+        outcome = _Announced(
+            st.keys, st.session_id, survivors, dropped, dict(st.masked), dict(st.failed), st.running
+        )
         out: list[Message] = []
         out += self._exclude(set(st.masked) - survivors, "too few neighbours sent a masked input")
         out += self._exclude(st.sharers - set(st.masked), "no masked input received")
@@ -666,14 +674,7 @@ class SecAggServer(ServerSession):
                 for cid in announced
             ]
             self._state = CollectingSignatures(
-                st.keys,
-                st.session_id,
-                survivors,
-                dropped,
-                dict(st.masked),
-                dict(st.failed),
-                st.running,
-                payload=d.survivor_payload(survivors),
+                **outcome.announced(), payload=d.survivor_payload(survivors)
             )
             return out
         # Only survivors are asked: a client pruned above has fewer than t survivors
@@ -683,16 +684,7 @@ class SecAggServer(ServerSession):
             UnmaskRequest(wire.SERVER, cid, self.round, *expected[cid], st.session_id)
             for cid in sorted(expected)
         ]
-        self._state = CollectingUnmasking(
-            st.keys,
-            st.session_id,
-            survivors,
-            dropped,
-            dict(st.masked),
-            dict(st.failed),
-            st.running,
-            expected,
-        )
+        self._state = CollectingUnmasking(**outcome.announced(), expected=expected)
         return out
 
     def _committee(self) -> tuple[frozenset[int], int]:
@@ -756,16 +748,7 @@ class SecAggServer(ServerSession):
             for cid in sorted(asked)
         ]
         out += self._exclude(st.survivors - asked, "no consistency signature received")
-        self._state = CollectingUnmasking(
-            st.keys,
-            st.session_id,
-            st.survivors,
-            st.dropped,
-            st.masked,
-            st.failed,
-            st.running,
-            expected,
-        )
+        self._state = CollectingUnmasking(**st.announced(), expected=expected)
         return out
 
     # -- stage 3: unmasking ------------------------------------------------------
