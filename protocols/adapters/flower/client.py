@@ -220,7 +220,7 @@ class ClientHandler:
         else:
             snapshot = session.snapshot(key=self._key(context))
             # The session's own round: it moves on when a multi-round session ends a round.
-            context.state[state_record(name)] = ConfigRecord(
+            context.state[state_record(str(name))] = ConfigRecord(  # a str: _resolve checked
                 {"protocol": name, "round": session.round, "snapshot": snapshot}
             )
         reply = ConfigRecord(
