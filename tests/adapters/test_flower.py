@@ -315,7 +315,7 @@ def test_in_process_grid_matches_simulate(task_identity, scenario):
     # Finished sessions leave nothing behind; a node that died keeps its last snapshot
     # (Flower drops the state changes of an app that raised) but never hears more.
     for cid, node in enumerate(nodes):
-        held = fa.STATE_RECORD in grid.contexts[node].state
+        held = fa.state_record(scenario.name) in grid.contexts[node].state
         assert held == (cid in scenario.dropout and scenario.dropout[cid] != "advertise_keys")
 
 
@@ -375,7 +375,10 @@ def test_sessions_live_in_context_state_between_steps(task_identity):
         def push_messages(self, messages):
             ids = super().push_messages(messages)
             seen.append(
-                {n: c.state.config_records.get(fa.STATE_RECORD) for n, c in self.contexts.items()}
+                {
+                    n: c.state.config_records.get(fa.state_record("secagg"))
+                    for n, c in self.contexts.items()
+                }
             )
             return ids
 

@@ -102,8 +102,18 @@ def test_app_matches_the_in_process_trainer(tmp_path, protocol):
             assert getattr(a, field) == pytest.approx(getattr(b, field), abs=tol), field
     logged = (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()
     assert [line.count('"kind": "train"') for line in logged] == [1, 0, 1, 0]
-    if protocol == "secagg+":  # actively secure: keys, reveal, shares, input, consistency, unmask
-        assert [json.loads(line)["round_trips"] for line in logged] == [6] * 4
+    rows = [json.loads(line) for line in logged]
+    if protocol == "secagg+":
+        # One session for the two training rounds and one for the two evaluations (q = 1,
+        # no DP): actively secure, the setup round costs keys, reveal, shares, input,
+        # consistency, unmask; the next only input, consistency, unmask.
+        assert [r["round_trips"] for r in rows] == [6, 6, 3, 3]
+        assert [r["session_round"] for r in rows] == [0, 0, 1, 1]
+        assert [r["round"] for r in rows] == [2, 4, 3, 5]  # each session reserved two numbers
+        assert all(r["setup"]["bytes_up"] > 0 for r in rows[:2])
+        assert all(r["setup"]["bytes_up"] == 0 for r in rows[2:])
+    else:  # plaintext: a session per round
+        assert [r["session_rounds"] for r in rows] == [1] * 4
 
 
 @pytest.mark.usefixtures("task_identity")
@@ -174,3 +184,45 @@ def test_round_names_rebuild_the_configuration(tmp_path):
         protocol_of_round(name)
     with pytest.raises(ValueError, match="refuses the semi-honest"):
         protocol_of_round(round_name("train", proto), mine)
+
+
+@pytest.mark.usefixtures("task_identity")
+def test_vector_task_runs_sessions_and_a_new_setup_when_one_is_used_up(tmp_path):
+    from secagg_fl_app.task import vector_of
+
+    parts = prepare(tmp_path / "data", users=4, items=10, ratings_per_user=5, seed=0)
+    grid = PartitionGrid(parts)
+    rc = run_config(tmp_path, "secagg") | {
+        "task": "vector",
+        "rounds": 3,
+        "num-nodes": 4,
+        "dim": 5,
+        "session-rounds": 2,
+    }
+    server_app.run_vector(grid, rc, server_app.RoundLog(rc["out-dir"]))
+    rows = [
+        json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()
+    ]
+    assert [r["round"] for r in rows] == [1, 2, 3]
+    assert [r["session_round"] for r in rows] == [0, 1, 0]  # two rounds per setup
+    assert [r["round_trips"] for r in rows] == [5, 3, 5]  # active SecAgg: 3 after the setup
+    for r in rows:
+        expect = sum(vector_of(n, r["round"], 5) for n in sorted(grid.contexts))
+        np.testing.assert_allclose(r["total"], expect, atol=1e-6)
+
+
+def test_session_rounds_are_refused_where_they_are_not_secure():
+    from secagg_fl_app.task import SESSION_ROUNDS, session_length
+
+    import protocols
+
+    secagg = protocols.SecAgg(semi_honest=True)
+    assert session_length(0, secagg, 100, every_client=True) == SESSION_ROUNDS
+    assert session_length(0, secagg, 3, every_client=True) == 3
+    assert session_length(0, secagg, 100, every_client=False) == 1  # Poisson sampling
+    dp = protocols.DifferentiallyPrivate(secagg, "central", clip=1.0, noise_multiplier=1.0)
+    assert session_length(0, dp, 100, every_client=True) == 1
+    for proto, every in ((dp, True), (secagg, False), (protocols.Plaintext(), True)):
+        with pytest.raises(ValueError, match="session-rounds = 4"):
+            session_length(4, proto, 100, every_client=every)
+    assert session_length(1, secagg, 100, every_client=True) == 1

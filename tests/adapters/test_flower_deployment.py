@@ -96,3 +96,40 @@ def test_tls_and_supernode_authentication(tmp_path):
     assert sorted(r["survivors"]) == sorted(dep.node_ids)
     expect = sum(vector_of(n, 1, dim) for n in dep.node_ids)
     np.testing.assert_allclose(r["total"], expect, atol=1e-6)
+
+
+def test_multi_round_session_on_the_deployment_engine(tmp_path):
+    """One actively secure SecAgg session of 3 rounds (one key setup) on 4 SuperNodes; a
+    node is killed after the setup round: it is charged with the failure of the round it
+    died in and never takes part again, the other rounds go on with one setup; every
+    round's total is the exact sum of its survivors' public test vectors; after the setup
+    a round costs 3 round trips (masked input, consistency check, unmasking)."""
+    parts = prepare(tmp_path / "data", users=4, items=20, ratings_per_user=8, seed=3)
+    out = tmp_path / "out"
+    dim, rounds = 6, 3
+    with loopback.Deployment(tmp_path / "multi", parts) as dep:
+        victim, victim_id = dep.nodes[3], dep.node_ids[3]
+        dep.run_app(
+            out, task="vector", protocol="secagg", rounds=rounds, dim=dim, **{"session-rounds": 0}
+        )
+        loopback.wait_for(
+            "the setup round",
+            lambda: any(r["kind"] == "vector" for r in loopback.read_rounds(out)),
+            RUN_TIMEOUT,
+        )
+        victim.kill()
+        rows = loopback.wait_for("the run to end", lambda: loopback.run_finished(out), RUN_TIMEOUT)
+    done = [r for r in rows if r["kind"] == "vector"]
+    assert [r["status"] for r in done] == ["ok"] * rounds, done
+    assert [r["session_round"] for r in done] == [0, 1, 2]  # one setup for the three rounds
+    assert [r["round_trips"] for r in done] == [5, 3, 3]
+    assert sorted(done[0]["survivors"]) == sorted(dep.node_ids)
+    dead = [i for i, r in enumerate(done) if str(victim_id) in r["failures"]]
+    assert len(dead) == 1 and dead[0] >= 1
+    for r in done[dead[0] + 1 :]:  # out of the session for good: never asked again
+        assert victim_id not in r["survivors"] and not r["failures"]
+        assert sorted(map(int, r["clients"])) == sorted(dep.node_ids)  # (the session's cohort)
+    for r in done:
+        expect = sum(vector_of(n, r["round"], dim) for n in r["survivors"])
+        np.testing.assert_allclose(r["total"], expect, atol=1e-6)
+    assert done[0]["setup"]["bytes_up"] > 0 and done[1]["setup"]["bytes_up"] == 0

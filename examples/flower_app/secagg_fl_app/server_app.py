@@ -7,20 +7,34 @@ only): its policy, Poisson sampling, DP calibration and accounting, server
 update and ledger are the in-process trainer's; its two transport hooks run
 on the nodes through :func:`protocols.adapters.flower.run_round`:
 
-- training round ``t`` (Flower round ``2 t``): the sampled nodes get the item
-  tables, train on their own ratings and send their updates through the
-  round's protocol;
-- evaluation after round ``t`` (Flower round ``2 t + 1``): every node scores
-  the served tables on its own held-out ratings and sends its sums through the
-  same protocol without DP (:mod:`recsys.federated.evaluation`); the server
-  sees only the totals (RMSE, MAE, HR@10, NDCG@10).
+- training round ``t``: the sampled nodes get the item tables, train on
+  their own ratings and send their updates through the round's protocol;
+- evaluation after round ``t``: every node scores the served tables on its
+  own held-out ratings and sends its sums through the same protocol without
+  DP (:mod:`recsys.federated.evaluation`); the server sees only the totals
+  (RMSE, MAE, HR@10, NDCG@10).
+
+Multi-round sessions (run config ``session-rounds``; :func:`task.session_length`):
+by default, where it is secure (SecAgg/SecAgg+ without DP, every client in
+every round: ``q = 1``), training rounds run through one
+:class:`~protocols.adapters.flower.FlowerSession` of up to
+:data:`task.SESSION_ROUNDS` rounds (one key setup, then 2 round trips per
+round, 3 when actively secure), and so do the evaluations, in a session of
+their own; the cohort of a later round is the session's participants (a node
+that dropped is out until the next setup), and a new session (a new setup
+over every node) starts when one cannot go on. Protocol round numbers come
+from :class:`task.RoundNumbers` (each session reserves one per round it may
+run, so the two interleaved sessions never share a number on a node).
 
 Task "vector" runs ``rounds`` protocol rounds on public test vectors instead
-(a deployment check; what ``benchmarks/flower_deployment.py`` times).
+(a deployment check; what ``benchmarks/flower_deployment.py`` times), through
+sessions as above.
 
 With ``out-dir`` set, ``ledger.jsonl`` (the trainer's ledger) and
-``rounds.jsonl`` (per protocol round: kind, survivors and failed nodes, round
-trips, wall seconds; for task "vector" also the total) are written there.
+``rounds.jsonl`` (per protocol round: kind, round number, index in its
+session and the session's length, survivors and failed nodes, round trips,
+wall seconds, bytes, and the key setup's share of the cost apart, ``setup``;
+for task "vector" also the total) are written there.
 """
 
 from __future__ import annotations
@@ -42,10 +56,13 @@ from .task import (
     MODEL_RECORD,
     PARTITION_ACTION,
     TASK_RECORD,
+    RoundNumbers,
     bind_roster,
     load_roster,
     round_name,
+    session_length,
     vector_protocol,
+    with_session_rounds,
 )
 
 app = ServerApp()
@@ -67,12 +84,19 @@ class RoundLog:
                 f.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def _entry(kind: str, round_: int, out: fa.FlowerRound | None, error: str = "") -> dict:
-    if out is None:
-        return {"kind": kind, "round": round_, "status": "aborted", "error": error}
-    return {
+def _entry(
+    kind: str, session: fa.FlowerSession, out: fa.FlowerRound | None, error: str = ""
+) -> dict:
+    round_ = session.next_round - 1  # the round just run
+    where = {
         "kind": kind,
         "round": round_,
+        "session_round": round_ - session.first_round,
+        "session_rounds": session.rounds,
+    }
+    if out is None:
+        return where | {"status": "aborted", "error": error}
+    return where | {
         "status": "ok",
         "survivors": out.survivor_nodes,
         "clients": {str(n): c for c, n in out.nodes.items()},
@@ -80,7 +104,74 @@ def _entry(kind: str, round_: int, out: fa.FlowerRound | None, error: str = "") 
         "round_trips": out.round_trips,
         "wall_seconds": out.stats.wall_seconds,
         "bytes_up": out.stats.bytes_up,
+        "bytes_down": out.stats.bytes_down,
+        "client_seconds": out.stats.client_seconds,
+        "server_seconds": out.stats.server_seconds,
+        "setup": out.setup,
     }
+
+
+class Sessions:
+    """The open protocol session of one kind of round (training, evaluation, vector):
+    kept while it serves the same configuration and can go on, else a new one."""
+
+    def __init__(self, grid: Grid, rc: dict[str, Any], numbers: RoundNumbers, log: RoundLog):
+        self.grid, self.numbers, self.log = grid, numbers, log
+        self.asked = int(rc.get("session-rounds", 0))
+        self.timeout = float(rc["timeout"]) or None
+        self.poll = float(rc["poll-interval"])
+        self.session: fa.FlowerSession | None = None
+        self.key: object = None
+
+    def participants(self, key: object) -> tuple[int, ...]:
+        """The open session's next participants if it serves ``key`` (else empty)."""
+        if self.session is None or self.key != key:
+            return ()
+        return self.session.participants()
+
+    def run(
+        self,
+        kind: str,
+        key: object,
+        proto: protocols.AggregationProtocol,
+        nodes: dict[int, int],
+        dim: int,
+        remaining: int,
+        content: RecordDict | None = None,
+        *,
+        every_client: bool = True,
+        log_total: bool = False,
+    ) -> tuple[fa.FlowerRound | None, str]:
+        """One round of ``kind`` over ``nodes`` (client id -> node id), in the open session
+        if it serves ``key`` with exactly these clients, else in a new one of
+        :func:`task.session_length` rounds; logged, and (None, why) if it aborted."""
+        if self.participants(key) != tuple(sorted(nodes)):
+            length = session_length(self.asked, proto, remaining, every_client=every_client)
+            proto = with_session_rounds(proto, length)
+            self.session, self.key = (
+                fa.FlowerSession(
+                    self.grid,
+                    proto,
+                    nodes,
+                    dim,
+                    round=self.numbers.reserve(length),
+                    timeout=self.timeout,
+                    name=round_name(kind, proto),
+                    poll_interval=self.poll,
+                ),
+                key,
+            )
+        session = self.session
+        assert session is not None
+        try:
+            out = session.run_round(content)
+        except protocols.ProtocolAborted as exc:
+            self.session = self.key = None  # the session is over: a new setup next time
+            self.log.write(**_entry(kind, session, None, str(exc)))
+            return None, str(exc)
+        total = {"total": [float(v) for v in out.total]} if log_total else {}
+        self.log.write(**_entry(kind, session, out), **total)
+        return out, ""
 
 
 def partitions(grid: Grid, n: int, timeout: float = 300.0) -> tuple[dict[int, int], int, int]:
@@ -168,10 +259,13 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
 
     roster = run_roster(rc)
     nodes_of, n_users, n_items = partitions(grid, int(rc["num-nodes"]))
-    timeout = float(rc["timeout"]) or None
-    poll = float(rc["poll-interval"])
+    numbers = RoundNumbers(2)  # (training rounds were Flower rounds 2 t before sessions)
+    training, evaluations = Sessions(grid, rc, numbers, log), Sessions(grid, rc, numbers, log)
 
     class FlowerTrainer(FederatedTrainer):
+        """The trainer's transport hooks on the nodes, and its cohort while a training
+        session is open (the hook this app adds: :meth:`sample`)."""
+
         def _content(self, kind: str, plan) -> RecordDict:
             factors, bias = self.server.download() if kind == "train" else self.server.served()
             dtype = np.float32 if self.config.download_dtype == "float32" else np.float64
@@ -191,40 +285,47 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
                 }
             )
 
-        def _round(self, kind, t, proto, plan, clients, dim):
-            proto = bind_roster(proto, roster)
-            name = round_name(kind, proto)
-            try:
-                out = fa.run_round(
-                    grid,
-                    proto,
-                    {int(c): nodes_of[int(c)] for c in clients},
-                    dim,
-                    round=t,
-                    timeout=timeout,
-                    content=self._content(kind, plan),
-                    name=name,
-                    poll_interval=poll,
-                )
-            except protocols.ProtocolAborted as exc:
-                log.write(**_entry(kind, t, None, str(exc)))
-                return None, str(exc)
-            log.write(**_entry(kind, t, out))
-            return out, ""
+        def sample(self, q: float) -> np.ndarray:
+            """While a training session can go on, its participants (everyone who has not
+            dropped out of it: sessions run only at q = 1); else Poisson sampling."""
+            if training.session is not None and training.session.can_continue:
+                return np.asarray(training.session.participants(), dtype=np.int64)
+            return super().sample(q)
 
         def run_protocol(self, t, plan, sigma, cohort):
             if plan.dropout:
                 raise ValueError("dropout is a simulator knob; on Flower dropouts are real")
-            proto = build_protocol(plan, n_invited=len(cohort), noise_multiplier=sigma)
-            out, error = self._round("train", 2 * t, proto, plan, cohort, self.layout.dim)
+            proto = bind_roster(
+                build_protocol(plan, n_invited=len(cohort), noise_multiplier=sigma), roster
+            )
+            out, error = training.run(
+                "train",
+                (plan, sigma),
+                proto,
+                {int(c): nodes_of[int(c)] for c in cohort},
+                self.layout.dim,
+                self.rounds - t + 1,
+                self._content("train", plan),
+                every_client=plan.q >= 1.0,
+            )
             if out is None:
                 return RoundOutcome.aborted_with(error)
             return RoundOutcome.of(out, train_seconds=out.input_seconds)
 
         def run_evaluation(self, t, plan):
-            ids = self.population.client_ids
-            proto = evaluation_protocol(plan)
-            out, error = self._round("evaluate", 2 * t + 1, proto, plan, ids, len(FIELDS))
+            # Every node with its held-out ratings, no DP: a session of their own.
+            ids = evaluations.participants(plan) or tuple(int(c) for c in self.population.client_ids)
+            proto = bind_roster(evaluation_protocol(plan), roster)
+            every = self.config.eval_every
+            out, error = evaluations.run(
+                "evaluate",
+                plan,
+                proto,
+                {c: nodes_of[c] for c in ids},
+                len(FIELDS),
+                (self.rounds - t) // every + 1,
+                self._content("evaluate", plan),
+            )
             if out is None:
                 return RoundOutcome.aborted_with(error)
             return RoundOutcome.of(out, train_seconds=0.0)
@@ -243,28 +344,25 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
 
 
 def run_vector(grid: Grid, rc: dict[str, Any], log: RoundLog) -> None:
-    """Task "vector": ``rounds`` protocol rounds over public test vectors."""
+    """Task "vector": ``rounds`` protocol rounds over public test vectors, through
+    sessions of :func:`task.session_length` rounds (a new setup when one cannot go on)."""
     proto = vector_protocol(
         str(rc["protocol"]), int(rc["bits"]), int(rc["key-bits"]), run_roster(rc), bool(rc["semi-honest"])
     )
     nodes, _, _ = partitions(grid, int(rc["num-nodes"]))  # client ids: the roster's
-    timeout = float(rc["timeout"]) or None
-    for r in range(1, int(rc["rounds"]) + 1):
-        try:
-            out = fa.run_round(
-                grid,
-                proto,
-                nodes,
-                int(rc["dim"]),
-                round=r,
-                timeout=timeout,
-                name=round_name("vector", proto),
-                poll_interval=float(rc["poll-interval"]),
-            )
-        except protocols.ProtocolAborted as exc:
-            log.write(**_entry("vector", r, None, str(exc)))
-            continue
-        log.write(**_entry("vector", r, out), total=[float(v) for v in out.total])
+    sessions = Sessions(grid, rc, RoundNumbers(1), log)
+    rounds = int(rc["rounds"])
+    for done in range(rounds):
+        cohort = sessions.participants(proto) or tuple(nodes)
+        sessions.run(
+            "vector",
+            proto,
+            proto,
+            {c: nodes[c] for c in cohort},
+            int(rc["dim"]),
+            rounds - done,
+            log_total=True,
+        )
 
 
 @app.main()

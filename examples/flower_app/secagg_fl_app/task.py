@@ -160,6 +160,67 @@ def vector_protocol(
     return bind_roster(registry.create(name, options), roster)
 
 
+# -- multi-round sessions --------------------------------------------------------------------
+
+SESSION_ROUNDS = 10
+"""Rounds one SecAgg/SecAgg+ session serves by default where that is secure (run config
+``session-rounds = 0``): every client shares one self-mask seed and one mask key per
+round at the setup, so a longer session costs more setup bytes."""
+
+
+def multi_round_secure(proto: protocols.AggregationProtocol, *, every_client: bool) -> bool:
+    """Whether one session may serve several rounds of ``proto``: SecAgg or SecAgg+,
+    without DP (the DP wrapper across rounds is not here yet), and every client of the
+    session in every round (``every_client``: no Poisson sampling per round, whose sample
+    the session's masks would not cancel over)."""
+    return isinstance(proto, protocols.SecAgg) and every_client
+
+
+def session_length(
+    asked: int, proto: protocols.AggregationProtocol, remaining: int, *, every_client: bool
+) -> int:
+    """Rounds the next session of ``proto`` serves when ``remaining`` rounds are left.
+
+    ``asked`` is the run config's ``session-rounds``: 0 picks :data:`SESSION_ROUNDS` where
+    :func:`multi_round_secure`, else 1; 1 is a new setup every round; above 1 is refused
+    (ValueError) where it is not secure.
+    """
+    if isinstance(asked, bool) or not isinstance(asked, int) or asked < 0:
+        raise ValueError(f"session-rounds must be an int >= 0, got {asked!r}")
+    secure = multi_round_secure(proto, every_client=every_client)
+    if asked > 1 and not secure:
+        raise ValueError(
+            f"session-rounds = {asked} needs SecAgg or SecAgg+ without DP and every client in "
+            f"every round (q = 1); this round runs {proto.NAME!r}: use session-rounds = 1"
+        )
+    wanted = asked or (SESSION_ROUNDS if secure else 1)
+    return max(1, min(wanted, int(remaining)))
+
+
+def with_session_rounds(
+    proto: protocols.AggregationProtocol, rounds: int
+) -> protocols.AggregationProtocol:
+    """``proto`` with sessions of ``rounds`` rounds (SecAgg/SecAgg+; 1 leaves it unchanged)."""
+    if rounds == 1:
+        return proto
+    if not isinstance(proto, protocols.SecAgg):
+        raise ValueError(f"{proto.NAME!r} sessions run one round")
+    return dataclasses.replace(proto, rounds=rounds)
+
+
+class RoundNumbers:
+    """The run's protocol round numbers: each session reserves one per round it may run,
+    so no two sessions on a node share one (a node refuses a session that would)."""
+
+    def __init__(self, first: int) -> None:
+        self.next = first
+
+    def reserve(self, rounds: int) -> int:
+        """The first of ``rounds`` consecutive numbers no session has used."""
+        first, self.next = self.next, self.next + rounds
+        return first
+
+
 def vector_of(client: int, round_: int, dim: int) -> np.ndarray:
     """Task "vector": client ``client``'s public test input of round ``round_``."""
     return np.random.default_rng([VECTOR_SEED, client, round_]).uniform(-1.0, 1.0, dim)

@@ -37,15 +37,26 @@ closed).
 Client state. Flower keeps a ClientApp's state only in ``context.state``, and
 a ClientApp may run in a different process for each message, so after every
 message the handler stores the session's snapshot (:mod:`protocols.snapshot`)
-in ``context.state[STATE_RECORD]`` and restores it on the next one; a
-finished or failed session is deleted. Round numbers must increase within a
-Flower run: a node refuses to open a round that is not later than the last
-one it opened, so it never runs two sessions of one round. **The snapshot holds the client's
+in ``context.state[state_record(name)]`` (one record per protocol name) and
+restores it on the next one; a finished or failed session is deleted. Round
+numbers must increase within a Flower run: a node refuses to open a session
+at a round that is not later than every round an earlier session of its may
+use, so it never runs two sessions of one round. **The snapshot holds the client's
 secrets.** Flower keeps node state on the SuperNode, which never sends it to
 the SuperLink; if your deployment persists or ships node state elsewhere,
 pass ``snapshot_key=`` (32 bytes, or a function of the context returning
 them) to encrypt it with AES-256-GCM. Never roll node state back to an
 earlier snapshot (:mod:`protocols.snapshot` explains why).
+
+Multi-round sessions. :class:`FlowerSession` keeps one server session across
+Flower rounds: a SecAgg/SecAgg+ configuration with ``rounds=R`` runs its key
+setup with the first round, and each later round begins with the server's
+NextRound to the session's participants; the node restores the session it
+kept, calls ``input_fn`` for the new round and sends its masked input. A round
+after the setup costs 2 round trips (masked input, unmasking), 3 with the
+consistency check of the actively secure variant. A node that dropped or
+missed a round is out of the session for good (the server never lists it
+again; the node, holding no session of that round, refuses it).
 
 Dropouts and deadlines. ``run_round`` is :func:`protocols.driver.drive` (the
 loop :func:`protocols.simulate` runs too) over :class:`GridTransport`, which
@@ -73,7 +84,7 @@ does not split into chunks as it does arrays; that is fine for the vectors
 of a few million coordinates Flower's 512 MB gRPC limit allows, with room
 to spare for SecAgg's 4-byte ring elements.
 
-Modules: :mod:`.server` (``run_round``, the driver's Grid transport),
+Modules: :mod:`.server` (``run_round``, ``FlowerSession``, the driver's Grid transport),
 :mod:`.client` (``ClientHandler``, ``make_client_app``), :mod:`.records`
 (the record names, message type and framing both sides share).
 """
@@ -91,8 +102,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .client import ClientHandler, InputFromRecord, make_client_app
-from .records import ACTION, LAST_ROUND_RECORD, MESSAGE_TYPE, RECORD, STATE_RECORD
-from .server import FlowerRound, GridTransport, run_round, wait_for_nodes
+from .records import ACTION, LAST_ROUND_RECORD, MESSAGE_TYPE, RECORD, STATE_RECORD, state_record
+from .server import FlowerRound, FlowerSession, GridTransport, run_round, wait_for_nodes
 
 __all__ = [
     "ACTION",
@@ -102,9 +113,11 @@ __all__ = [
     "STATE_RECORD",
     "ClientHandler",
     "FlowerRound",
+    "FlowerSession",
     "GridTransport",
     "InputFromRecord",
     "make_client_app",
     "run_round",
+    "state_record",
     "wait_for_nodes",
 ]

@@ -1,7 +1,11 @@
 """The client side of the Flower adapter: :class:`ClientHandler` and :func:`make_client_app`.
 
-A ClientApp function that keeps one protocol client session per node between
-Flower messages, as a snapshot in ``context.state`` (see the package docstring).
+A ClientApp function that keeps a node's protocol client sessions between
+Flower messages, as snapshots in ``context.state`` (see the package docstring),
+one per protocol name, so that a multi-round session (SecAgg/SecAgg+ with
+``rounds=R``, :class:`~protocols.adapters.flower.FlowerSession` on the server)
+waits in the node state between Flower rounds while other sessions (e.g. an
+evaluation) run on the same node.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from secagg.randomness import RandomSource
 from ...base import AggregationProtocol
 from ...errors import LocalProtocolError, ProtocolError
 from ...messages import Abort, Message, RoundStart
-from .records import ACTION, LAST_ROUND_RECORD, RECORD, STATE_RECORD, frame, unframe
+from ...secagg.client import AwaitingNextRound
+from .records import ACTION, LAST_ROUND_RECORD, RECORD, frame, state_record, unframe
 
 __all__ = ["ClientHandler", "InputFromRecord", "make_client_app"]
 
@@ -99,7 +104,8 @@ class ClientHandler:
         input_fn: ``input_fn(message, context) -> 1-D float vector``: the
             client's input (e.g. its model update), called once per round
             with the round's first message, which carries the server's
-            ``content`` records.
+            ``content`` records (in a multi-round session: the RoundStart of
+            its first round, then each NextRound).
         snapshot_key: encrypt the stored session snapshot with this 32-byte
             key, or with ``snapshot_key(context)``; see the module docstring.
         rng: randomness for the client sessions (default: the OS CSPRNG; a
@@ -116,6 +122,16 @@ class ClientHandler:
     the server treats as the node dropping out. Other exceptions (e.g. from
     ``input_fn``) propagate; Flower turns them into an error reply, with the
     same effect on the server.
+
+    Multi-round sessions. A session that finished a round and awaits the next
+    stays in the node state; its stored round is the session's own
+    (``session.round``, which advances at the end of each round), so the next
+    round's NextRound restores it, the handler calls ``input_fn`` for the new
+    round and provides the input. A node that missed a round holds no session
+    of the next one and refuses it (it never comes back with its old keys).
+    Round numbers keep growing: a RoundStart must come after every round any
+    session the node started before may use (its first round plus its
+    ``rounds`` minus one), so no two sessions on a node share a round number.
     """
 
     def __init__(
@@ -193,18 +209,19 @@ class ClientHandler:
             # Fail closed: the session is gone for good. Reply (rather than raise) so
             # that Flower keeps the updated node state; it drops the state of an app
             # that raised. The server treats the error as this node dropping out.
-            self._forget(context)
+            self._forget(context, name)
             reply = ConfigRecord({"messages": b"", "stage": "aborted", "error": str(exc)})
             return FlowerMessage(RecordDict({RECORD: reply}), reply_to=message)
         except BaseException:
-            self._forget(context)  # (lost if Flower discards the state; nothing was sent)
+            self._forget(context, name)  # (lost if Flower discards the state; nothing was sent)
             raise
         if session is None or session.finished:
-            self._forget(context)
+            self._forget(context, name)
         else:
             snapshot = session.snapshot(key=self._key(context))
-            context.state[STATE_RECORD] = ConfigRecord(
-                {"protocol": name, "round": round_, "snapshot": snapshot}
+            # The session's own round: it moves on when a multi-round session ends a round.
+            context.state[state_record(str(name))] = ConfigRecord(  # a str: _resolve checked
+                {"protocol": name, "round": session.round, "snapshot": snapshot}
             )
         reply = ConfigRecord(
             {
@@ -233,50 +250,65 @@ class ClientHandler:
         ):
             return 0.0, 0.0, "none", None, out  # the session already finished: nothing to abort
         if incoming and isinstance(incoming[0], RoundStart):
-            # A new round replaces whatever session the node held. Round numbers must
-            # grow: a client never runs two sessions of one round (a server could
-            # otherwise collect shares of a peer under two different claims).
+            # A new session replaces whatever session of this name the node held. Round
+            # numbers must grow: a client never runs two sessions of one round (a server
+            # could otherwise collect shares of a peer under two different claims), so a
+            # session reserves every round it may run.
             last = context.state.config_records.get(LAST_ROUND_RECORD)
             if last is not None and round_ <= last["round"]:
                 raise LocalProtocolError(
                     f"round {round_} does not follow round {last['round']} on this node"
                 )
-            context.state[LAST_ROUND_RECORD] = ConfigRecord({"round": round_})
+            rounds = int(getattr(proto, "rounds", 1))
+            context.state[LAST_ROUND_RECORD] = ConfigRecord({"round": round_ + rounds - 1})
             identity = self._identity(proto, context)
             session = proto.client(incoming[0].recipient, dim, rng=self.rng, round=round_, **identity)
             stage = session.stage
             out += session.start()
             out += session.receive(incoming[0])
             if not session.finished:
-                t1 = time.thread_time()
-                x = self.input_fn(message, context)  # the user's training is not protocol time
-                input_cpu = time.thread_time() - t1
+                x, input_cpu = self._input(message, context)
                 t0 += input_cpu
                 out += session.provide_input(x)
-            incoming = incoming[1:]
-        else:
-            if not self._holds(name, round_, context):
-                raise LocalProtocolError(f"this node holds no {name!r} session of round {round_}")
-            stored = context.state.config_records[STATE_RECORD]
-            session = proto.restore_client(
-                stored["snapshot"], rng=self.rng, key=self._key(context), **self._identity(proto, context)
-            )
-            stage = session.stage
+            for m in incoming[1:]:
+                out += session.receive(m)
+            return time.thread_time() - t0, input_cpu, stage, session, out
+        if not self._holds(name, round_, context):
+            raise LocalProtocolError(f"this node holds no {name!r} session of round {round_}")
+        stored = context.state.config_records[state_record(name)]
+        session = proto.restore_client(
+            stored["snapshot"], rng=self.rng, key=self._key(context), **self._identity(proto, context)
+        )
+        stage = session.stage
         for m in incoming:
             out += session.receive(m)
+        if stage == AwaitingNextRound.NAME and not session.finished:
+            # The next round of a multi-round session: its input, once the server's
+            # NextRound was accepted (a refused one costs no local training).
+            x, input_cpu = self._input(message, context)
+            t0 += input_cpu
+            out += session.provide_input(x)
         return time.thread_time() - t0, input_cpu, stage, session, out
+
+    def _input(self, message: FlowerMessage, context: Context) -> tuple[np.ndarray, float]:
+        """The round's input and the CPU seconds ``input_fn`` took (not protocol time)."""
+        t1 = time.thread_time()
+        x = self.input_fn(message, context)
+        return x, time.thread_time() - t1
 
     @staticmethod
     def _holds(name: str, round_: int, context: Context) -> bool:
-        stored = context.state.config_records.get(STATE_RECORD)
+        stored = context.state.config_records.get(state_record(name))
         return (
             stored is not None and stored.get("protocol") == name and stored.get("round") == round_
         )
 
     @staticmethod
-    def _forget(context: Context) -> None:
-        if STATE_RECORD in context.state:
-            del context.state[STATE_RECORD]
+    def _forget(context: Context, name: object) -> None:
+        if not isinstance(name, str):
+            return  # no session was stored under a name that is not a string
+        if state_record(name) in context.state:
+            del context.state[state_record(name)]
 
 
 def make_client_app(

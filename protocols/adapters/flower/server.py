@@ -1,9 +1,17 @@
-"""The server side of the Flower adapter: :func:`run_round` over a ``Grid``.
+"""The server side of the Flower adapter: :func:`run_round` and :class:`FlowerSession` over a ``Grid``.
 
 The loop is :func:`protocols.driver.drive`, the same as :func:`protocols.simulate`'s;
 this module is the transport (:class:`GridTransport`): one Flower message per
 node per step, pushed and pulled through the ``Grid``, client ids mapped to node ids
 and replies to the messages they answer.
+
+:class:`FlowerSession` keeps one server session across Flower rounds, the
+deployment's counterpart of :class:`protocols.SimulatedSession`: a
+multi-round SecAgg/SecAgg+ session (``rounds=R``) runs its key setup with its
+first round, and each later round is the server's ``start()`` (a
+:class:`~protocols.secagg.messages.NextRound` to each participant) followed by
+the masked input and the unmasking (and the consistency check when actively
+secure): 2 round trips after the setup, 3 with the consistency check.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from flwr.app import ConfigRecord, RecordDict
@@ -23,11 +32,18 @@ from secagg.randomness import RandomSource
 from ... import wire
 from ...base import AggregationProtocol, ServerResult
 from ...driver import Delivery, drive
-from ...errors import ProtocolAborted, WireFormatError
+from ...errors import LocalProtocolError, ProtocolAborted, WireFormatError
 from ...simulate import Stats
 from .records import MESSAGE_TYPE, RECORD, frame, unframe
 
-__all__ = ["POLL_INTERVAL", "FlowerRound", "GridTransport", "run_round", "wait_for_nodes"]
+__all__ = [
+    "POLL_INTERVAL",
+    "FlowerRound",
+    "FlowerSession",
+    "GridTransport",
+    "run_round",
+    "wait_for_nodes",
+]
 
 POLL_INTERVAL = 0.2
 """Default seconds between two pulls for a step's replies (a pull is one small request)."""
@@ -49,6 +65,11 @@ class FlowerRound:
             before the timeout, or a message the server refused).
         input_seconds: CPU seconds the clients report for their ``input_fn``
             (e.g. local training), summed; not part of ``stats``.
+        round: the round number the protocol messages carried.
+        session_round: the round's index in its session (0: it ran the key setup).
+        setup: the part of ``stats`` spent in the protocol's ``SETUP_STAGES``
+            (:meth:`protocols.Stats.share`: bytes up and down, client and server
+            seconds; zeros after a session's first round).
     """
 
     result: ServerResult
@@ -57,6 +78,9 @@ class FlowerRound:
     round_trips: int
     failures: dict[int, str] = field(default_factory=dict)
     input_seconds: float = 0.0
+    round: int = 0
+    session_round: int = 0
+    setup: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> np.ndarray:
@@ -158,32 +182,161 @@ def run_round(
 
     Returns:
         A :class:`FlowerRound`. Raises :class:`~protocols.ProtocolAborted`
-        (naming the dropped nodes) if the round ends without a result.
+        (naming the dropped nodes) if the round ends without a result. This is
+        the first round of a :class:`FlowerSession`, which runs the later
+        rounds of a multi-round configuration.
     """
-    nodes = _client_map(node_ids)
-    stats = Stats(clients=len(nodes))
-    wall0 = time.perf_counter()
-    server = proto.server(sorted(nodes), dim, rng=rng, round=round)
-    transport = GridTransport(
+    session = FlowerSession(
         grid,
-        nodes,
-        name=name or proto.NAME,
+        proto,
+        node_ids,
+        dim,
         round=round,
-        dim=dim,
         timeout=timeout,
-        content=content,
+        name=name,
+        rng=rng,
         ttl=ttl,
         poll_interval=poll_interval,
     )
-    dropped = drive(server, transport, stats, cpu_clock=time.thread_time, drop_refused=True)
-    stats.wall_seconds = time.perf_counter() - wall0
-    failures = {nodes[cid]: why for cid, why in dropped.items()}
-    if server.aborted:
-        listed = ", ".join(f"{n}: {why}" for n, why in failures.items()) or "none"
-        raise ProtocolAborted(f"{server.abort_reason} (dropped nodes: {listed})")
-    return FlowerRound(
-        server.result, nodes, stats, transport.round_trips, failures, transport.input_seconds
-    )
+    return session.run_round(content)
+
+
+class FlowerSession:
+    """One protocol session over a fixed cohort of Flower nodes, run round by round.
+
+    The deployment's :class:`protocols.SimulatedSession`: a single-round
+    protocol runs one :meth:`run_round` (what :func:`run_round` does); a
+    multi-round SecAgg/SecAgg+ configuration (``rounds=R``) runs the key setup
+    with its first round and then up to ``R - 1`` more rounds over the nodes
+    still in the session (:meth:`participants`), each costing only the masked
+    input and the unmasking (plus the consistency check when actively
+    secure). The nodes keep their client sessions in their node state between
+    rounds (:class:`~protocols.adapters.flower.ClientHandler`). Round ``i`` of
+    the session carries round number ``round + i``: a caller that runs other
+    sessions on the same nodes in between must number them beyond
+    ``round + R - 1`` (a node refuses a new session that could share a round
+    number with one it started before).
+
+    A node that drops in a round (no reply, a Flower error, a refused message)
+    is out of the session for good: the server never lists it again, and a
+    node that missed a round refuses the next (its session is not at that
+    round). When a group would fall below its threshold, :attr:`can_continue`
+    is False and the caller starts a new session (a new setup).
+
+    Args: as for :func:`run_round`; ``node_ids`` is the session's cohort.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        proto: AggregationProtocol,
+        node_ids: Sequence[int] | Mapping[int, int],
+        dim: int,
+        *,
+        round: int = 0,
+        timeout: float | None = None,
+        name: str | None = None,
+        rng: RandomSource | None = None,
+        ttl: float | None = None,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.grid, self.proto, self.dim = grid, proto, dim
+        self.nodes = _client_map(node_ids)
+        self.first_round, self.timeout, self.ttl = round, timeout, ttl
+        self.name = name or proto.NAME
+        self.poll_interval = poll_interval
+        self.rounds_run = 0
+        self._rng = rng
+        self._server: Any = None
+        self._closed = False
+
+    @property
+    def rounds(self) -> int:
+        """Rounds one session of this protocol can run (``proto.rounds``, else 1)."""
+        return int(getattr(self.proto, "rounds", 1))
+
+    @property
+    def next_round(self) -> int:
+        """The round number the next round's messages carry."""
+        return self.first_round + self.rounds_run
+
+    def participants(self) -> tuple[int, ...]:
+        """Client ids the next round runs over (empty if the session is over)."""
+        if self._closed:
+            return ()
+        if self._server is None:
+            return tuple(sorted(self.nodes))
+        if self.rounds_run >= self.rounds or self._server.aborted:
+            return ()
+        alive, reason = self._server.next_participants()
+        return () if reason is not None else tuple(sorted(alive))
+
+    def participant_nodes(self) -> list[int]:
+        """Flower node ids of :meth:`participants`."""
+        return [self.nodes[c] for c in self.participants()]
+
+    @property
+    def can_continue(self) -> bool:
+        """True if :meth:`run_round` can run another round of this session."""
+        return bool(self.participants())
+
+    def run_round(
+        self, content: RecordDict | Mapping[int, RecordDict] | None = None
+    ) -> FlowerRound:
+        """Run the session's next round; ``content`` goes with its first message to each node.
+
+        Raises :class:`~protocols.ProtocolAborted` if the round aborts (the
+        session is then over), :class:`~protocols.LocalProtocolError` if no
+        round can run any more.
+        """
+        participants = self.participants()
+        if not participants:
+            raise LocalProtocolError("this session can run no further round: start a new one")
+        round_ = self.next_round
+        wall0 = time.perf_counter()
+        stats = Stats(clients=len(participants))
+        if self._server is None:
+            t0 = time.thread_time()
+            self._server = self.proto.server(
+                sorted(self.nodes), self.dim, rng=self._rng, round=round_
+            )
+            stats._add("server", "setup", time.thread_time() - t0)
+        index = self.rounds_run
+        self.rounds_run += 1
+        transport = GridTransport(
+            self.grid,
+            {c: self.nodes[c] for c in participants},
+            name=self.name,
+            round=round_,
+            dim=self.dim,
+            timeout=self.timeout,
+            content=content,
+            ttl=self.ttl,
+            poll_interval=self.poll_interval,
+        )
+        server = self._server
+        dropped = drive(server, transport, stats, cpu_clock=time.thread_time, drop_refused=True)
+        stats.wall_seconds = time.perf_counter() - wall0
+        failures = {self.nodes[cid]: why for cid, why in dropped.items()}
+        if server.aborted:
+            listed = ", ".join(f"{n}: {why}" for n, why in failures.items()) or "none"
+            raise ProtocolAborted(f"{server.abort_reason} (dropped nodes: {listed})")
+        return FlowerRound(
+            server.result,
+            dict(self.nodes),
+            stats,
+            transport.round_trips,
+            failures,
+            transport.input_seconds,
+            round=round_,
+            session_round=index,
+            setup=stats.share(self.proto.SETUP_STAGES),
+        )
+
+    def close(self) -> None:
+        """End the session on the server side: it runs no further round (the nodes'
+        sessions are refused from then on, since no round of theirs follows)."""
+        self._closed = True
 
 
 class GridTransport:
