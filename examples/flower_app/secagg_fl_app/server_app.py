@@ -310,7 +310,12 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
             )
             if out is None:
                 return RoundOutcome.aborted_with(error)
-            return RoundOutcome.of(out, train_seconds=out.input_seconds)
+            return RoundOutcome.of(
+                out,
+                train_seconds=out.input_seconds,
+                session_round=out.session_round,
+                setup_stages=proto.SETUP_STAGES,
+            )
 
         def run_evaluation(self, t, plan):
             # Every node with its held-out ratings, no DP: a session of their own.
@@ -328,7 +333,12 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
             )
             if out is None:
                 return RoundOutcome.aborted_with(error)
-            return RoundOutcome.of(out, train_seconds=0.0)
+            return RoundOutcome.of(
+                out,
+                train_seconds=0.0,
+                session_round=out.session_round,
+                setup_stages=proto.SETUP_STAGES,
+            )
 
     config = FederatedConfig(n_factors=int(rc["factors"]), seed=int(rc["seed"]))
     out_dir = str(rc["out-dir"])
