@@ -261,6 +261,9 @@ def make_policy(args: argparse.Namespace):
         "key_bits": args.key_bits,
         # SEMI_HONEST: this simulation's nodes hold no enrolled identity key.
         "semi_honest": SEMI_HONEST,
+        # One protocol session per round: this example's ClientApp starts a session
+        # from every RoundStart (examples/flower_app runs multi-round sessions).
+        "session_rounds": 1,
     }
     if args.epsilon is None or math.isinf(args.epsilon):
         return Plan(protocol=args.protocol, **common)

@@ -305,7 +305,7 @@ class FlowerSession:
         self.rounds_run += 1
         transport = GridTransport(
             self.grid,
-            {c: self.nodes[c] for c in participants},
+            dict(self.nodes),  # participants, and left-out clients told they are out
             name=self.name,
             round=round_,
             dim=self.dim,
