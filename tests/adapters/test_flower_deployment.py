@@ -50,12 +50,14 @@ def test_recsys_run_survives_a_killed_supernode(tmp_path):
         victim_id = dep.node_ids[2]
         sent = victim.text().count("Sending: train.secagg_fl")
         dep.run_app(out, task="mf", protocol="secagg+", rounds=1, factors=3, timeout=0.0)
-        # Kill the victim once it has answered two steps of the training round (it holds
-        # its peers' shares; its masked input is still to come).
+        # Kill the victim once it has logged its third reply of the training round (active
+        # SecAgg+: advert, reveal, shares). Its reveal has then surely reached the server
+        # (the shares step follows every reveal; a reveal lost to a kill right after it was
+        # sent aborts the round by design), and its masked input is still to come.
         loopback.wait_for(
-            "the victim's second protocol reply",
+            "the victim's third protocol reply",
             lambda: (
-                victim.text().count("Sending: train.secagg_fl") >= sent + 2
+                victim.text().count("Sending: train.secagg_fl") >= sent + 3
                 or loopback.run_finished(out)
             ),
             RUN_TIMEOUT,
