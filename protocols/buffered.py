@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from secagg import privacy
+from secagg.randomness import DeterministicRandom, random_below, uniform_floats
 
 from .base import AggregationProtocol
 from .clock import LognormalDelays, VirtualClock
@@ -416,7 +417,7 @@ class AsyncDriver:
         # Scheduling only (which idle client checks in next, who drops in a session's
         # simulation): never a key, share or mask. Sessions draw theirs from the OS CSPRNG
         # (simulate(seed=None)) unless protocol_seed asks for reproducible tests.
-        self._rng = np.random.default_rng([seed, 0xB0F])
+        self._rng = DeterministicRandom(f"protocols.buffered/{seed}")
         self.clock: VirtualClock[tuple[str, int]] = VirtualClock()
         self.tasks: Counter[int] = Counter()  # tasks started per client
         self.updates: dict[int, np.ndarray] = {}  # ticket id -> trained update
@@ -457,7 +458,7 @@ class AsyncDriver:
             ]
             if not idle:
                 return
-            client = int(idle[int(self._rng.integers(len(idle)))])
+            client = int(idle[random_below(len(idle), self._rng)])
             ticket = self.server.check_in(client)
             delay = self.delays.task(client, self.tasks[client])
             self.tasks[client] += 1
@@ -506,7 +507,8 @@ class AsyncDriver:
             error = f"{len(kept)} updates, the protocol needs at least {minimum}"
         elif kept:
             n_drop = round(self.session_dropout * len(kept))
-            order = self._rng.permutation(len(kept))[:n_drop]
+            # A uniform n_drop-subset: the ranks of i.i.d. uniform keys.
+            order = np.argsort(uniform_floats(len(kept), self._rng), kind="stable")[:n_drop]
             dropout = {kept[int(i)][0].client: proto.INPUT_STAGE for i in order}
             seed = None if self.protocol_seed is None else self.protocol_seed * 1_000_003 + version
             duration = self.delays.session_seconds(inputs, buf.index, proto.round_trips)

@@ -34,6 +34,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from secagg.randomness import DeterministicRandom, standard_normals, uniform_floats
+
 __all__ = ["LognormalDelays", "TaskDelay", "VirtualClock"]
 
 E = TypeVar("E")
@@ -143,21 +145,21 @@ class LognormalDelays:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
 
-    def _rng(self, *path: int) -> np.random.Generator:
+    def _stream(self, *path: int) -> DeterministicRandom:
         # Simulated delays and dropouts only (public scheduling, reproducible by design):
-        # nothing secret or masking is ever drawn here.
-        return np.random.default_rng([self.seed, *path])
+        # a ChaCha20 stream per (seed, path), never a numpy generator in this package.
+        return DeterministicRandom("protocols.clock/" + "/".join(map(str, (self.seed, *path))))
 
     def speed(self, client: int) -> float:
         """The client's persistent slowness factor (median 1)."""
-        return float(np.exp(self.client_sigma * self._rng(0, int(client)).standard_normal()))
+        return float(np.exp(self.client_sigma * standard_normals(1, self._stream(0, int(client)))[0]))
 
     def task(self, client: int, task: int) -> TaskDelay:
         """The ``task``-th job (from 0) of ``client``: always the same for the same arguments."""
         if task < 0 or client < 0:
             raise ValueError("client and task must be >= 0")
-        z = self._rng(1, int(client), int(task)).standard_normal(3)
-        u = self._rng(2, int(client), int(task)).random()
+        z = standard_normals(3, self._stream(1, int(client), int(task)))
+        u = uniform_floats(1, self._stream(2, int(client), int(task)))[0]
         net = self.network_median * np.exp(self.network_sigma * z[1:])
         compute = self.compute_median * self.speed(client) * np.exp(self.task_sigma * z[0])
         return TaskDelay(
@@ -169,7 +171,7 @@ class LognormalDelays:
 
     def round_trip(self, client: int, session: int, stage: int) -> float:
         """Seconds of one protocol round trip of ``client`` in stage ``stage`` of session ``session``."""
-        z = self._rng(3, int(client), int(session), int(stage)).standard_normal()
+        z = standard_normals(1, self._stream(3, int(client), int(session), int(stage)))[0]
         return float(self.network_median * np.exp(self.network_sigma * z))
 
     def session_seconds(self, clients: Iterable[int], session: int, stages: int) -> float:

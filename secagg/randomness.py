@@ -28,6 +28,7 @@ __all__ = [
     "default_rng",
     "random_below",
     "random_below_array",
+    "standard_normals",
     "uniform_floats",
 ]
 
@@ -144,3 +145,17 @@ def uniform_floats(n: int, rng: RandomSource | None = None) -> np.ndarray:
         raise ValueError(f"n must be non-negative, got {n}")
     words = np.frombuffer(default_rng(rng).bytes(8 * n), dtype="<u8")
     return (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def standard_normals(n: int, rng: RandomSource | None = None) -> np.ndarray:
+    """``n`` independent N(0, 1) floats (Box and Muller, 1958), from :func:`uniform_floats`.
+
+    For simulated quantities such as delays; the DP mechanisms sample their
+    noise with their own exact samplers.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    u = uniform_floats(2 * ((n + 1) // 2), rng)
+    radius = np.sqrt(-2.0 * np.log1p(-u[0::2]))  # 1 - u lies in (0, 1]: a finite log
+    angle = 2.0 * np.pi * u[1::2]
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:n]
