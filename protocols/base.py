@@ -508,6 +508,11 @@ class AggregationProtocol(ABC):
         return len(self.DROPOUT_STAGES)
 
     @property
+    def rounds_per_session(self) -> int:
+        """Aggregation rounds one session runs: ``rounds`` of a ``MULTI_ROUND`` protocol, else 1."""
+        return int(getattr(self, "rounds", 1))
+
+    @property
     def round_trips_after_setup(self) -> int:
         """Round trips of each later round of a multi-round session (``MULTI_ROUND``);
         a protocol without them runs every round as a whole session."""

@@ -373,9 +373,9 @@ class DifferentiallyPrivate(AggregationProtocol):
         return DPServer(self, inner, dim, rng)
 
     @property
-    def rounds(self) -> int:
-        """Rounds one session runs: the inner protocol's (multi-round SecAgg/SecAgg+), else 1."""
-        return int(getattr(self.inner, "rounds", 1))
+    def rounds_per_session(self) -> int:
+        """The inner protocol's (multi-round SecAgg/SecAgg+)."""
+        return self.inner.rounds_per_session
 
     @property
     def variant(self) -> str | None:

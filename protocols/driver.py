@@ -38,7 +38,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import wire
 from .errors import RemoteProtocolError
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .base import ServerInterface
     from .simulate import Stats
 
-__all__ = ["Delivery", "Transport", "drive"]
+__all__ = ["Delivery", "RoundByRound", "Transport", "drive"]
 
 
 @dataclass
@@ -78,6 +78,43 @@ class Transport(Protocol):
         failure must not raise: report the client in :attr:`Delivery.lost`.
         """
         ...
+
+
+class RoundByRound:
+    """What a driver that runs one session over a fixed cohort round by round keeps, and
+    the one rule for who takes part next (:class:`protocols.SimulatedSession`, the Flower
+    adapter's ``FlowerSession``).
+
+    A subclass sets ``proto``, ``cohort`` (sorted client ids), ``rounds_run`` (0),
+    ``_server`` (None until the first round) and ``_closed`` (False).
+    """
+
+    proto: Any
+    cohort: tuple[int, ...]
+    rounds_run: int
+    _server: Any
+    _closed: bool
+
+    @property
+    def rounds(self) -> int:
+        """Rounds one session of this protocol can run (``proto.rounds_per_session``)."""
+        return int(self.proto.rounds_per_session)
+
+    def participants(self) -> tuple[int, ...]:
+        """The clients the next round runs over (empty once the session is over)."""
+        if self._closed:
+            return ()
+        if self._server is None:
+            return self.cohort
+        if self.rounds_run >= self.rounds or self._server.aborted:
+            return ()
+        alive, reason = self._server.next_participants()
+        return () if reason is not None else tuple(sorted(alive))
+
+    @property
+    def can_continue(self) -> bool:
+        """True if another round of this session can run."""
+        return bool(self.participants())
 
 
 def drive(

@@ -31,7 +31,7 @@ from secagg.randomness import DeterministicRandom, RandomSource, SystemRandom
 
 from . import wire
 from .base import AggregationProtocol, ClientInterface, ServerResult
-from .driver import Delivery, drive
+from .driver import Delivery, RoundByRound, drive
 from .errors import LocalProtocolError, ProtocolAborted
 from .messages import Message
 
@@ -422,7 +422,7 @@ def simulate(
         A :class:`SimulationResult`. Raises :class:`ProtocolAborted` (with the
         server's reason) if the round aborts, e.g. too few clients survive.
     """
-    rounds = getattr(proto, "rounds", 1)
+    rounds = proto.rounds_per_session
     if rounds != 1:
         raise LocalProtocolError(
             f"{proto.NAME} with rounds={rounds} is a multi-round session: "
@@ -454,7 +454,7 @@ def _check_workers(workers: object) -> None:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
 
 
-class SimulatedSession:
+class SimulatedSession(RoundByRound):
     """One protocol session over a fixed cohort, run in this process round by round.
 
     A single-round protocol runs one :meth:`run_round` (what :func:`simulate`
@@ -501,27 +501,6 @@ class SimulatedSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def rounds(self) -> int:
-        """Rounds one session of this protocol can run (``proto.rounds``, else 1)."""
-        return int(getattr(self.proto, "rounds", 1))
-
-    def participants(self) -> tuple[int, ...]:
-        """The clients the next round expects inputs from (empty if the session is over)."""
-        if self._closed:
-            return ()
-        if self._server is None:
-            return self.cohort
-        if self.rounds_run >= self.rounds or self._server.aborted:
-            return ()
-        alive, reason = self._server.next_participants()
-        return () if reason is not None else tuple(sorted(alive))
-
-    @property
-    def can_continue(self) -> bool:
-        """True if :meth:`run_round` can run another round of this session."""
-        return bool(self.participants())
 
     def run_round(
         self, inputs: Mapping[int, np.ndarray], dropout: Mapping[int, str] | None = None

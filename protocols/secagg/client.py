@@ -102,6 +102,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -188,6 +189,12 @@ class PeerShares:
     mask_key_shares: tuple[bytes, ...]
     status: PeerStatus = PeerStatus.HOLDING
     index: int = 0
+
+    @classmethod
+    def dealt(cls, shares: Sequence[bytes], rounds: int) -> PeerShares:
+        """From one holder's shares in dealing order: the R self-mask seeds', then the R
+        mask keys' (what :meth:`SecAggClient._share_keys` splits and envelopes carry)."""
+        return cls(tuple(shares[:rounds]), tuple(shares[rounds : 2 * rounds]))
 
     def settle(self, status: PeerStatus) -> None:
         """Set the peer's fate in this round; it can be set once only."""
@@ -737,7 +744,7 @@ class SecAggClient(ClientSession):
             pair_secrets,
             contexts,
             seeds,
-            {self.client_id: PeerShares(tuple(own[:rounds]), tuple(own[rounds:]))},
+            {self.client_id: PeerShares.dealt(own, rounds)},
             active,
         )
         self._state = SharingKeys(session, channel_keys)
@@ -793,10 +800,8 @@ class SecAggClient(ClientSession):
         ):
             return None
         body = plaintext[_ENVELOPE_HEADER.size :]
-        parts = [
-            body[i * shamir.SHARE_BYTES : (i + 1) * shamir.SHARE_BYTES] for i in range(2 * rounds)
-        ]
-        return PeerShares(tuple(parts[:rounds]), tuple(parts[rounds:]))
+        size = shamir.SHARE_BYTES
+        return PeerShares.dealt([body[i * size : (i + 1) * size] for i in range(2 * rounds)], rounds)
 
     def _masked_input_if_ready(self) -> list[Message]:
         assert isinstance(self._state, CollectingInput)

@@ -837,15 +837,13 @@ class SecAggServer(ServerSession):
         pruned until every one of them keeps ``t + share_margin`` members of
         its sharing group (the shares were split with that threshold at the
         setup); the session is over when none remain, when fewer than
-        ``min_clients`` remain, when the consistency committee could no longer
-        certify a survivor set, or when its rounds are used up. A new setup
-        (a new session) follows.
+        ``min_clients`` remain, or when the consistency committee could no longer
+        certify a survivor set. After its last round the session is
+        ``Completed``, not between rounds. A new setup (a new session) follows.
         """
         st = self._state
         if not isinstance(st, RoundCompleted):
             return frozenset(), f"the server is in stage {self.stage!r}, not between rounds"
-        if self.rounds_left <= 0:
-            return frozenset(), f"the session's {self.proto.rounds} rounds are used up"
         alive = self._prune(st.alive)
         if len(alive) < max(self.proto.min_clients, 1):
             return alive, (

@@ -259,7 +259,7 @@ class ClientHandler:
                 raise LocalProtocolError(
                     f"round {round_} does not follow round {last['round']} on this node"
                 )
-            rounds = int(getattr(proto, "rounds", 1))
+            rounds = proto.rounds_per_session
             context.state[LAST_ROUND_RECORD] = ConfigRecord({"round": round_ + rounds - 1})
             identity = self._identity(proto, context)
             session = proto.client(incoming[0].recipient, dim, rng=self.rng, round=round_, **identity)

@@ -31,7 +31,7 @@ from secagg.randomness import RandomSource
 
 from ... import wire
 from ...base import AggregationProtocol, ServerResult
-from ...driver import Delivery, drive
+from ...driver import Delivery, RoundByRound, drive
 from ...errors import LocalProtocolError, ProtocolAborted, WireFormatError
 from ...simulate import Stats
 from .records import MESSAGE_TYPE, RECORD, frame, unframe
@@ -201,7 +201,7 @@ def run_round(
     return session.run_round(content)
 
 
-class FlowerSession:
+class FlowerSession(RoundByRound):
     """One protocol session over a fixed cohort of Flower nodes, run round by round.
 
     The deployment's :class:`protocols.SimulatedSession`: a single-round
@@ -242,6 +242,7 @@ class FlowerSession:
     ) -> None:
         self.grid, self.proto, self.dim = grid, proto, dim
         self.nodes = _client_map(node_ids)
+        self.cohort = tuple(sorted(self.nodes))
         self.first_round, self.timeout, self.ttl = round, timeout, ttl
         self.name = name or proto.NAME
         self.poll_interval = poll_interval
@@ -251,34 +252,13 @@ class FlowerSession:
         self._closed = False
 
     @property
-    def rounds(self) -> int:
-        """Rounds one session of this protocol can run (``proto.rounds``, else 1)."""
-        return int(getattr(self.proto, "rounds", 1))
-
-    @property
     def next_round(self) -> int:
         """The round number the next round's messages carry."""
         return self.first_round + self.rounds_run
 
-    def participants(self) -> tuple[int, ...]:
-        """Client ids the next round runs over (empty if the session is over)."""
-        if self._closed:
-            return ()
-        if self._server is None:
-            return tuple(sorted(self.nodes))
-        if self.rounds_run >= self.rounds or self._server.aborted:
-            return ()
-        alive, reason = self._server.next_participants()
-        return () if reason is not None else tuple(sorted(alive))
-
     def participant_nodes(self) -> list[int]:
         """Flower node ids of :meth:`participants`."""
         return [self.nodes[c] for c in self.participants()]
-
-    @property
-    def can_continue(self) -> bool:
-        """True if :meth:`run_round` can run another round of this session."""
-        return bool(self.participants())
 
     def run_round(
         self, content: RecordDict | Mapping[int, RecordDict] | None = None
