@@ -116,6 +116,10 @@ class RoundByRound:
         """True if another round of this session can run."""
         return bool(self.participants())
 
+    def close(self) -> None:
+        """End the session: it runs no further round (subclasses also free what they hold)."""
+        self._closed = True
+
 
 def drive(
     server: ServerInterface,

@@ -572,7 +572,7 @@ class SimulatedSession(RoundByRound):
     def close(self) -> None:
         """Stop the client hosts (their sessions and secrets are discarded); the
         session runs no further round."""
-        self._closed = True
+        super().close()
         if self._hosts is not None:
             self._hosts.close()
             self._hosts = None

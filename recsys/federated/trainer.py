@@ -44,12 +44,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from torch import Tensor
 
 import protocols
+from protocols.driver import RoundByRound
 from secagg import privacy
 
 from ..data import Ratings
@@ -129,16 +130,21 @@ def cohort_evaluation_sums(
     )
 
 
-class SessionSlot:
+S = TypeVar("S", bound=RoundByRound)
+
+
+class SessionSlot(Generic[S]):
     """Where a trainer keeps an open multi-round protocol session, and what it serves.
 
     A session is reused for a round only if it serves the same key (plan, σ)
     and the round's cohort is exactly its participants; a single-round session
-    (``proto.rounds == 1``) is never kept.
+    (``proto.rounds == 1``) is never kept. Any round-by-round session works
+    (:class:`protocols.SimulatedSession` here, the Flower adapter's
+    ``FlowerSession`` in ``examples/flower_app``).
     """
 
     def __init__(self) -> None:
-        self.session: protocols.SimulatedSession | None = None
+        self.session: S | None = None
         self.key: object = None
 
     def participants(self, key: object) -> tuple[int, ...]:
@@ -151,8 +157,8 @@ class SessionSlot:
         self,
         key: object,
         cohort: list[int],
-        make: Callable[[], protocols.SimulatedSession],
-    ) -> protocols.SimulatedSession:
+        make: Callable[[], S],
+    ) -> S:
         """The open session if it serves ``key`` with exactly ``cohort``, else ``make()``'s."""
         if self.session is not None and self.participants(key) == tuple(sorted(cohort)):
             return self.session
@@ -162,7 +168,7 @@ class SessionSlot:
             self.session, self.key = session, key
         return session
 
-    def release(self, session: protocols.SimulatedSession) -> None:
+    def release(self, session: S) -> None:
         """After a round: close ``session`` unless it is kept and can go on."""
         if session is not self.session or not session.can_continue:
             session.close()
@@ -251,8 +257,8 @@ class FederatedTrainer:
         # "agg" (the RoundOutcome of a completed round), "error" (why a protocol aborted).
         self.last: dict[str, Any] = {}
         # The open multi-round protocol sessions of training and of evaluation.
-        self._train_session = SessionSlot()
-        self._eval_session = SessionSlot()
+        self._train_session: SessionSlot[protocols.SimulatedSession] = SessionSlot()
+        self._eval_session: SessionSlot[protocols.SimulatedSession] = SessionSlot()
 
     # -- helpers --------------------------------------------------------------
     def _clients(self) -> ClientPopulation:
@@ -524,7 +530,7 @@ class FederatedTrainer:
 
     @staticmethod
     def _run_in(
-        slot: SessionSlot,
+        slot: SessionSlot[protocols.SimulatedSession],
         session: protocols.SimulatedSession,
         inputs: dict[int, np.ndarray],
         dropout: dict[int, str],

@@ -51,6 +51,7 @@ from flwr.serverapp import Grid, ServerApp
 
 import protocols
 from protocols.adapters import flower as fa
+from recsys.federated.trainer import SessionSlot
 
 from .task import (
     MODEL_RECORD,
@@ -120,14 +121,11 @@ class Sessions:
         self.asked = int(rc.get("session-rounds", 0))
         self.timeout = float(rc["timeout"]) or None
         self.poll = float(rc["poll-interval"])
-        self.session: fa.FlowerSession | None = None
-        self.key: object = None
+        self.slot: SessionSlot[fa.FlowerSession] = SessionSlot()
 
     def participants(self, key: object) -> tuple[int, ...]:
         """The open session's next participants if it serves ``key`` (else empty)."""
-        if self.session is None or self.key != key:
-            return ()
-        return self.session.participants()
+        return self.slot.participants(key)
 
     def run(
         self,
@@ -145,30 +143,29 @@ class Sessions:
         """One round of ``kind`` over ``nodes`` (client id -> node id), in the open session
         if it serves ``key`` with exactly these clients, else in a new one of
         :func:`task.session_length` rounds; logged, and (None, why) if it aborted."""
-        if self.participants(key) != tuple(sorted(nodes)):
+
+        def new_session() -> fa.FlowerSession:
             length = session_length(self.asked, proto, remaining, every_client=every_client)
-            proto = with_session_rounds(proto, length)
-            self.session, self.key = (
-                fa.FlowerSession(
-                    self.grid,
-                    proto,
-                    nodes,
-                    dim,
-                    round=self.numbers.reserve(length),
-                    timeout=self.timeout,
-                    name=round_name(kind, proto),
-                    poll_interval=self.poll,
-                ),
-                key,
+            sized = with_session_rounds(proto, length)
+            return fa.FlowerSession(
+                self.grid,
+                sized,
+                nodes,
+                dim,
+                round=self.numbers.reserve(length),
+                timeout=self.timeout,
+                name=round_name(kind, sized),
+                poll_interval=self.poll,
             )
-        session = self.session
-        assert session is not None
+
+        session = self.slot.get(key, sorted(nodes), new_session)
         try:
             out = session.run_round(content)
         except protocols.ProtocolAborted as exc:
-            self.session = self.key = None  # the session is over: a new setup next time
             self.log.write(**_entry(kind, session, None, str(exc)))
             return None, str(exc)
+        finally:
+            self.slot.release(session)  # over: a new setup next time
         total = {"total": [float(v) for v in out.total]} if log_total else {}
         self.log.write(**_entry(kind, session, out), **total)
         return out, ""
@@ -285,12 +282,13 @@ def make_trainer(grid: Grid, rc: dict[str, Any], log: RoundLog):
                 }
             )
 
-        def sample(self, q: float) -> np.ndarray:
-            """While a training session can go on, its participants (everyone who has not
-            dropped out of it: sessions run only at q = 1); else Poisson sampling."""
-            if training.session is not None and training.session.can_continue:
-                return np.asarray(training.session.participants(), dtype=np.int64)
-            return super().sample(q)
+        def cohort_for(self, plan, sigma):
+            """While a training session serves (plan, σ), its participants (everyone who has
+            not dropped out of it: sessions run only at q = 1); else the trainer's rule."""
+            participants = training.participants((plan, sigma))
+            if participants:
+                return np.asarray(participants, dtype=np.int64)
+            return super().cohort_for(plan, sigma)
 
         def run_protocol(self, t, plan, sigma, cohort):
             if plan.dropout:

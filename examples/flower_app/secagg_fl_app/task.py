@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import protocols
+from recsys.plan import DEFAULT_SESSION_ROUNDS as SESSION_ROUNDS  # one default, the plan's
 from secagg.identity import IdentityKeyPair, Roster
 
 PARTITION_ACTION = "partition"
@@ -162,18 +163,12 @@ def vector_protocol(
 
 # -- multi-round sessions --------------------------------------------------------------------
 
-SESSION_ROUNDS = 10
-"""Rounds one SecAgg/SecAgg+ session serves by default where that is secure (run config
-``session-rounds = 0``): every client shares one self-mask seed and one mask key per
-round at the setup, so a longer session costs more setup bytes."""
-
-
 def multi_round_secure(proto: protocols.AggregationProtocol, *, every_client: bool) -> bool:
-    """Whether one session may serve several rounds of ``proto``: SecAgg or SecAgg+,
-    without DP (the DP wrapper across rounds is not here yet), and every client of the
-    session in every round (``every_client``: no Poisson sampling per round, whose sample
-    the session's masks would not cancel over)."""
-    return isinstance(proto, protocols.SecAgg) and every_client
+    """Whether one session may serve several rounds of ``proto``: a ``MULTI_ROUND``
+    protocol (SecAgg, SecAgg+; this app keeps DP to one round per session), and every
+    client of the session in every round (``every_client``: no Poisson sampling per
+    round, whose sample the session's masks would not cancel over)."""
+    return proto.MULTI_ROUND and every_client
 
 
 def session_length(
@@ -181,7 +176,8 @@ def session_length(
 ) -> int:
     """Rounds the next session of ``proto`` serves when ``remaining`` rounds are left.
 
-    ``asked`` is the run config's ``session-rounds``: 0 picks :data:`SESSION_ROUNDS` where
+    ``asked`` is the run config's ``session-rounds``: 0 picks the recommender's
+    :data:`~recsys.plan.DEFAULT_SESSION_ROUNDS` (``SESSION_ROUNDS`` here) where
     :func:`multi_round_secure`, else 1; 1 is a new setup every round; above 1 is refused
     (ValueError) where it is not secure.
     """
@@ -203,7 +199,7 @@ def with_session_rounds(
     """``proto`` with sessions of ``rounds`` rounds (SecAgg/SecAgg+; 1 leaves it unchanged)."""
     if rounds == 1:
         return proto
-    if not isinstance(proto, protocols.SecAgg):
+    if not proto.MULTI_ROUND:
         raise ValueError(f"{proto.NAME!r} sessions run one round")
     return dataclasses.replace(proto, rounds=rounds)
 

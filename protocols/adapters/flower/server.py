@@ -316,7 +316,7 @@ class FlowerSession(RoundByRound):
     def close(self) -> None:
         """End the session on the server side: it runs no further round (the nodes'
         sessions are refused from then on, since no round of theirs follows)."""
-        self._closed = True
+        super().close()
 
 
 class GridTransport:
